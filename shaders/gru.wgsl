@@ -1,0 +1,225 @@
+// Bidirectional GRU over packed captions (spec §4), after the input
+// projections gi = x·W_ihᵀ + b_ih (done by linear_forward).
+//
+//   gru_forward_step     one time step s of one direction for every caption:
+//                        gh = h·W_hhᵀ + b_hh, PyTorch cell (gates r, z, n),
+//                        only for captions with s < L; the forward direction
+//                        writes position s, the backward one L−1−s. The
+//                        previous hidden state is read from `out` itself
+//                        (position s−1, resp. L−s; zero at s = 0).
+//                        Grid (ceil(E/32), ceil(n_cap/32)); each thread
+//                        computes 2 captions × 2 units × 3 gates.
+//   gru_forward_combine  t = l2norm((h_fwd + h_bwd) / 2) per (caption, position),
+//                        written padded [n_cap, l_max, E] (zeros past L) or
+//                        packed [n_words, E] (row word_off[c] + j).
+
+struct Params {
+    n_cap: u32,
+    l_max: u32,
+    e: u32,        // hidden size E
+    step: u32,     // s
+    reverse: u32,  // 1 = backward direction
+    packed: u32,   // combine: 1 = packed output
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// gru_forward_step
+@group(0) @binding(1) var<storage, read> gi: array<f32>;          // [n_cap, l_max, 3E]
+@group(0) @binding(2) var<storage, read> w_hh: array<f32>;        // [3E, E]
+@group(0) @binding(3) var<storage, read> b_hh: array<f32>;        // [3E]
+@group(0) @binding(4) var<storage, read> lengths: array<u32>;     // [n_cap]
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;   // [n_cap, l_max, E]
+
+const TC: u32 = 32u;   // captions per tile
+const TU: u32 = 32u;   // hidden units per tile
+const TK: u32 = 16u;   // slice of the hidden state
+
+var<workgroup> hs: array<f32, 512>;       // [TK, TC]
+var<workgroup> ws: array<f32, 1536>;      // [3, TK, TU]
+
+fn stable_sigmoid(v: f32) -> f32 {
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+fn stable_tanh(v: f32) -> f32 {
+    let e = exp(-2.0 * abs(v));
+    return sign(v) * (1.0 - e) / (1.0 + e);
+}
+
+// Row (caption c) of `out` that holds the previous hidden state; -1 = zero state.
+fn prev_row(c: u32) -> i32 {
+    if (c >= p.n_cap || p.step == 0u) {
+        return -1;
+    }
+    let len = lengths[c];
+    if (p.step >= len) {
+        return -1;
+    }
+    if (p.reverse == 1u) {
+        return i32(c * p.l_max + len - p.step);
+    }
+    return i32(c * p.l_max + p.step - 1u);
+}
+
+@compute @workgroup_size(256)
+fn gru_forward_step(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c0 = wid.y * TC;
+    let u0 = wid.x * TU;
+    let e = p.e;
+    let tx = li % 16u;     // units u0 + 2·tx + {0, 1}
+    let ty = li / 16u;     // captions c0 + 2·ty + {0, 1}
+
+    var acc: array<f32, 12>;   // [caption 2][unit 2][gate 3]
+    for (var i = 0u; i < 12u; i++) {
+        acc[i] = 0.0;
+    }
+
+    // Loader roles: h slice: caption lc = li / 8, k 2·(li % 8) + {0, 1}.
+    let lc = li / 8u;
+    let lk = 2u * (li % 8u);
+    let hrow = prev_row(c0 + lc);
+
+    let slices = (e + TK - 1u) / TK;
+    for (var s = 0u; s < slices; s++) {
+        let k0 = s * TK;
+        for (var q = 0u; q < 2u; q++) {
+            let kk = lk + q;
+            var v = 0.0;
+            if (hrow >= 0 && k0 + kk < e) {
+                v = out[u32(hrow) * e + k0 + kk];
+            }
+            hs[kk * TC + lc] = v;
+        }
+        // W slice: 3 gates × 32 units × 16 k = 1536 values, 6 per thread.
+        for (var q = 0u; q < 6u; q++) {
+            let t = q * 256u + li;
+            let kk = t % TK;
+            let gu = t / TK;          // gate·32 + unit
+            let g = gu / TU;
+            let u = gu % TU;
+            var v = 0.0;
+            if (u0 + u < e && k0 + kk < e) {
+                v = w_hh[(g * e + u0 + u) * e + k0 + kk];
+            }
+            ws[(g * TK + kk) * TU + u] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let h0 = hs[kk * TC + 2u * ty];
+            let h1 = hs[kk * TC + 2u * ty + 1u];
+            for (var g = 0u; g < 3u; g++) {
+                let w0 = ws[(g * TK + kk) * TU + 2u * tx];
+                let w1 = ws[(g * TK + kk) * TU + 2u * tx + 1u];
+                acc[g] += h0 * w0;
+                acc[3u + g] += h0 * w1;
+                acc[6u + g] += h1 * w0;
+                acc[9u + g] += h1 * w1;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var a = 0u; a < 2u; a++) {
+        let c = c0 + 2u * ty + a;
+        if (c >= p.n_cap) {
+            continue;
+        }
+        let len = lengths[c];
+        if (p.step >= len) {
+            continue;
+        }
+        var pos = p.step;
+        if (p.reverse == 1u) {
+            pos = len - 1u - p.step;
+        }
+        let prow = prev_row(c);
+        for (var b = 0u; b < 2u; b++) {
+            let j = u0 + 2u * tx + b;
+            if (j >= e) {
+                continue;
+            }
+            let gbase = (c * p.l_max + pos) * 3u * e;
+            let ai = (a * 2u + b) * 3u;
+            let r = stable_sigmoid(gi[gbase + j] + acc[ai] + b_hh[j]);
+            let z = stable_sigmoid(gi[gbase + e + j] + acc[ai + 1u] + b_hh[e + j]);
+            let n = stable_tanh(gi[gbase + 2u * e + j] + r * (acc[ai + 2u] + b_hh[2u * e + j]));
+            var h = 0.0;
+            if (prow >= 0) {
+                h = out[u32(prow) * e + j];
+            }
+            out[(c * p.l_max + pos) * e + j] = (1.0 - z) * n + z * h;
+        }
+    }
+}
+
+// gru_forward_combine
+@group(0) @binding(1) var<storage, read> h_fwd: array<f32>;        // [n_cap, l_max, E]
+@group(0) @binding(2) var<storage, read> h_bwd: array<f32>;        // [n_cap, l_max, E]
+@group(0) @binding(3) var<storage, read> lens: array<u32>;         // [n_cap]
+@group(0) @binding(4) var<storage, read> word_off: array<u32>;     // [n_cap + 1] (packed output)
+@group(0) @binding(5) var<storage, read_write> t: array<f32>;      // [n_cap, l_max, E] or [n_words, E]
+
+var<workgroup> red: array<f32, 256>;
+
+fn block_sum(li: u32, v: f32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+// One workgroup per (caption, position): row = wid.x + wid.y · nwg.x.
+@compute @workgroup_size(256)
+fn gru_forward_combine(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.n_cap * p.l_max) {
+        return;
+    }
+    let c = row / p.l_max;
+    let pos = row % p.l_max;
+    let valid = pos < lens[c];
+    if (p.packed == 1u && !valid) {
+        return;
+    }
+    var dst = row * p.e;
+    if (p.packed == 1u) {
+        dst = (word_off[c] + pos) * p.e;
+    }
+    var ss = 0.0;
+    for (var j = li; j < p.e; j += 256u) {
+        var v = 0.0;
+        if (valid) {
+            v = 0.5 * (h_fwd[row * p.e + j] + h_bwd[row * p.e + j]);
+        }
+        ss += v * v;
+    }
+    let norm = sqrt(block_sum(li, ss)) + 1e-8;
+    for (var j = li; j < p.e; j += 256u) {
+        var v = 0.0;
+        if (valid) {
+            v = 0.5 * (h_fwd[row * p.e + j] + h_bwd[row * p.e + j]) / norm;
+        }
+        t[dst + j] = v;
+    }
+}

@@ -1,0 +1,11 @@
+//! Word embedding lookup.
+
+/// `ids [n_tok]` → rows of `table [V, D_w]` → `[n_tok, D_w]`.
+pub fn forward(ids: &[u32], table: &[f32], dw: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(ids.len() * dw);
+    for &id in ids {
+        let id = id as usize;
+        out.extend_from_slice(&table[id * dw..(id + 1) * dw]);
+    }
+    out
+}

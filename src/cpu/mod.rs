@@ -1,0 +1,162 @@
+//! The CPU twin of every GPU kernel: the same layers, under the same names,
+//! computing the same values. Matrix products go through the `gemm` crate;
+//! the scorer runs images in parallel on native targets.
+
+pub mod attention;
+pub mod batchnorm;
+pub mod embed;
+pub mod gru;
+pub mod head;
+pub mod image_fc;
+pub mod l2norm;
+pub mod linear;
+pub mod model;
+pub mod saf;
+pub mod sgr;
+pub mod similarity;
+pub mod text_sa;
+pub mod visual_sa;
+
+/// `c[m, n] (+)= a[m, k] · b[n, k]ᵀ` (`accumulate` adds to c).
+pub fn matmul_nt(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= n * k && c.len() >= m * n,
+        "matmul_nt: buffer too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: bounds checked above; row-major strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m * n * k),
+        )
+    }
+}
+
+/// `c[m, n] (+)= a[m, k] · b[k, n]`.
+pub fn matmul_nn(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "matmul_nn: buffer too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: bounds checked above; row-major strides.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m * n * k),
+        )
+    }
+}
+
+thread_local! {
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with single-threaded matrix products (used inside parallel loops).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    SERIAL.with(|s| {
+        let old = s.replace(true);
+        let r = f();
+        s.set(old);
+        r
+    })
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn parallelism(work: usize) -> gemm::Parallelism {
+    if work < 1 << 18 || SERIAL.with(|s| s.get()) {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(0)
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn parallelism(_work: usize) -> gemm::Parallelism {
+    gemm::Parallelism::None
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// In-place max-shifted softmax of one row.
+pub fn softmax(x: &mut [f32]) {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut s = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - m).exp();
+        s += *v as f64;
+    }
+    let s = s as f32;
+    for v in x.iter_mut() {
+        *v /= s;
+    }
+}

@@ -1,0 +1,5 @@
+//! Evaluation: retrieval metrics and the Flickr30K / COCO protocols.
+
+pub mod metrics;
+
+pub use metrics::{ensemble, evaluate, fold5, Metrics, Recall};

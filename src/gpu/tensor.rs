@@ -1,0 +1,275 @@
+//! Tensors on the GPU: a storage buffer plus its shape and element type, and
+//! a readback that copies several tensors into one staging buffer and maps
+//! it once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use wgpu::util::DeviceExt;
+
+use super::context::GpuContext;
+use crate::error::{Result, SgrafError};
+
+/// Element type of a [`GpuTensor`]; both are 4 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// A dense row-major tensor in one GPU buffer (`STORAGE | COPY_SRC |
+/// COPY_DST`). The buffer holds at least 4 bytes even when the tensor is
+/// empty, so it can always be bound.
+#[derive(Debug)]
+pub struct GpuTensor {
+    pub buffer: wgpu::Buffer,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl GpuTensor {
+    fn from_bytes(
+        ctx: &GpuContext,
+        bytes: &[u8],
+        shape: &[usize],
+        dtype: DType,
+        label: &str,
+    ) -> Result<Self> {
+        ctx.check_binding_size(label, bytes.len() as u64)?;
+        let buffer = if bytes.is_empty() {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 4,
+                usage: USAGE,
+                mapped_at_creation: false,
+            })
+        } else {
+            ctx.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytes,
+                    usage: USAGE,
+                })
+        };
+        Ok(GpuTensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// Upload `data` (row-major, `shape.product()` values).
+    pub fn upload_f32(ctx: &GpuContext, data: &[f32], shape: &[usize]) -> Result<Self> {
+        check_len("upload_f32", data.len(), shape)?;
+        Self::from_bytes(
+            ctx,
+            bytemuck::cast_slice(data),
+            shape,
+            DType::F32,
+            "f32 tensor",
+        )
+    }
+
+    /// Upload `data` (row-major, `shape.product()` values).
+    pub fn upload_u32(ctx: &GpuContext, data: &[u32], shape: &[usize]) -> Result<Self> {
+        check_len("upload_u32", data.len(), shape)?;
+        Self::from_bytes(
+            ctx,
+            bytemuck::cast_slice(data),
+            shape,
+            DType::U32,
+            "u32 tensor",
+        )
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
+        let bytes = numel(shape) as u64 * 4;
+        ctx.check_binding_size("zeros", bytes)?;
+        // wgpu zero-initialises new buffers.
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size: bytes.max(4),
+            usage: USAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuTensor {
+            buffer,
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// Overwrite the whole tensor from the host (queued; takes effect at the
+    /// next submit, before its commands).
+    pub fn write_f32(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
+        check_len("write_f32", data.len(), &self.shape)?;
+        if !data.is_empty() {
+            ctx.queue
+                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Size of the data in bytes (the buffer may be larger).
+    pub fn size_bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+
+    /// Fail with [`SgrafError::Input`] unless the shape is `want`.
+    pub fn expect_shape(&self, what: &str, want: &[usize]) -> Result<()> {
+        if self.shape != want {
+            return Err(SgrafError::Input(format!(
+                "{what}: GPU tensor has shape {:?}, expected {want:?}",
+                self.shape
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fail with [`SgrafError::Input`] unless the element type is `want`.
+    pub fn expect_dtype(&self, what: &str, want: DType) -> Result<()> {
+        if self.dtype != want {
+            return Err(SgrafError::Input(format!(
+                "{what}: GPU tensor is {:?}, expected {want:?}",
+                self.dtype
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_len(what: &str, len: usize, shape: &[usize]) -> Result<()> {
+    if len != numel(shape) {
+        return Err(SgrafError::Input(format!(
+            "{what}: {len} values for shape {shape:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Copy every tensor into one staging buffer, submit, map once and return
+/// their values (as `f32`; read `u32` tensors with [`read_u32_many`]).
+pub async fn read_f32_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<f32>>> {
+    let raw = read_raw_many(ctx, tensors).await?;
+    Ok(raw
+        .into_iter()
+        .map(|b| bytemuck::pod_collect_to_vec(&b))
+        .collect())
+}
+
+/// Like [`read_f32_many`] for `u32` tensors.
+pub async fn read_u32_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<u32>>> {
+    let raw = read_raw_many(ctx, tensors).await?;
+    Ok(raw
+        .into_iter()
+        .map(|b| bytemuck::pod_collect_to_vec(&b))
+        .collect())
+}
+
+/// [`read_f32_many`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_f32_many_blocking(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<f32>>> {
+    pollster::block_on(read_f32_many(ctx, tensors))
+}
+
+/// [`read_u32_many`], blocking (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_u32_many_blocking(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<u32>>> {
+    pollster::block_on(read_u32_many(ctx, tensors))
+}
+
+async fn read_raw_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<u8>>> {
+    let mut offsets = Vec::with_capacity(tensors.len());
+    let mut total = 0u64;
+    for t in tensors {
+        offsets.push(total);
+        // Copy offsets must be multiples of 4 (COPY_BUFFER_ALIGNMENT); ours are.
+        total += t.size_bytes();
+    }
+    if total == 0 {
+        return Ok(tensors.iter().map(|_| Vec::new()).collect());
+    }
+    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback"),
+        size: total,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.encoder("readback");
+    for (t, &off) in tensors.iter().zip(&offsets) {
+        if t.size_bytes() > 0 {
+            encoder.copy_buffer_to_buffer(&t.buffer, 0, &staging, off, t.size_bytes());
+        }
+    }
+    ctx.submit(encoder);
+    let slot = Arc::new(Mutex::new(MapSlot {
+        result: None,
+        waker: None,
+    }));
+    let cb_slot = slot.clone();
+    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        let mut s = cb_slot.lock().unwrap();
+        s.result = Some(r.map_err(|e| e.to_string()));
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| SgrafError::Gpu(format!("waiting for the GPU: {e}")))?;
+    MapFuture { slot }
+        .await
+        .map_err(|e| SgrafError::Gpu(format!("mapping the readback buffer: {e}")))?;
+    let out = {
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| SgrafError::Gpu(format!("reading the mapped buffer: {e}")))?;
+        tensors
+            .iter()
+            .zip(&offsets)
+            .map(|(t, &off)| view[off as usize..(off + t.size_bytes()) as usize].to_vec())
+            .collect()
+    };
+    staging.unmap();
+    Ok(out)
+}
+
+struct MapSlot {
+    result: Option<std::result::Result<(), String>>,
+    waker: Option<Waker>,
+}
+
+struct MapFuture {
+    slot: Arc<Mutex<MapSlot>>,
+}
+
+impl Future for MapFuture {
+    type Output = std::result::Result<(), String>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.slot.lock().unwrap();
+        match s.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
