@@ -84,31 +84,47 @@ fn activate(v: f32, act: u32) -> f32 {
     }
 }
 
-// Element (row, col) of A (zero outside m × k).
-fn load_a(base: u32, row: u32, col: u32) -> f32 {
-    if (row >= p.m || col >= p.k) {
-        return 0.0;
-    }
-    let v = x[base + (row / p.x_div) * p.ldx + col];
-    if ((p.flags & FLAG_SQDIFF) != 0u) {
-        let d = v - x2[p.x2_off + (row % p.x2_mod) * p.ldx2 + col];
-        return d * d;
-    }
-    return v;
+// Loads of one K slice. Each thread loads the same four rows of A (and
+// four rows/columns of B) in every slice, so their element offsets are
+// computed once (`*_rows`), and only the slice column moves.
+
+struct RowsA {
+    off: vec4<u32>,     // x offset of each row's column 0
+    off2: vec4<u32>,    // x2 offset of each row's column 0 (SQDIFF)
+    ok: vec4<bool>,     // row < m
 }
 
-// Four rows r0..r0+3 of column `col` of A.
-fn load_x4(base: u32, r0: u32, col: u32) -> vec4<f32> {
-    if ((p.flags & (FLAG_SQDIFF | FLAG_ROW_DIV)) != 0u) {
-        return vec4<f32>(load_a(base, r0, col), load_a(base, r0 + 1u, col), load_a(base, r0 + 2u, col), load_a(base, r0 + 3u, col));
+fn a_rows(base: u32, r0: u32) -> RowsA {
+    var ra: RowsA;
+    let sqdiff = (p.flags & FLAG_SQDIFF) != 0u;
+    for (var j = 0u; j < 4u; j++) {
+        let r = r0 + j;
+        ra.ok[j] = r < p.m;
+        ra.off[j] = base + (r / p.x_div) * p.ldx;
+        if (sqdiff) {
+            ra.off2[j] = p.x2_off + (r % p.x2_mod) * p.ldx2;
+        }
     }
+    return ra;
+}
+
+fn load_a4(ra: RowsA, col: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if (col < p.k) {
-        let at = base + r0 * p.ldx + col;
-        if (r0 < p.m) { v.x = x[at]; }
-        if (r0 + 1u < p.m) { v.y = x[at + p.ldx]; }
-        if (r0 + 2u < p.m) { v.z = x[at + 2u * p.ldx]; }
-        if (r0 + 3u < p.m) { v.w = x[at + 3u * p.ldx]; }
+        if ((p.flags & FLAG_SQDIFF) != 0u) {
+            for (var j = 0u; j < 4u; j++) {
+                if (ra.ok[j]) {
+                    let d = x[ra.off[j] + col] - x2[ra.off2[j] + col];
+                    v[j] = d * d;
+                }
+            }
+        } else {
+            for (var j = 0u; j < 4u; j++) {
+                if (ra.ok[j]) {
+                    v[j] = x[ra.off[j] + col];
+                }
+            }
+        }
     }
     return v;
 }
@@ -184,7 +200,8 @@ fn linear_forward(
     let tx = li % 16u;
     let ty = li / 16u;
 
-    var ra = load_x4(xb, m0 + 4u * lr, lk);
+    let arows = a_rows(xb, m0 + 4u * lr);
+    var ra = load_a4(arows, lk);
     var rb: vec4<f32>;
     if (trans) {
         rb = load_wt4(wb, n0 + 4u * lr, lk);
@@ -213,7 +230,7 @@ fn linear_forward(
         workgroupBarrier();
         if (s + 1u < slices) {
             let k1 = (s + 1u) * BK;
-            ra = load_x4(xb, m0 + 4u * lr, k1 + lk);
+            ra = load_a4(arows, k1 + lk);
             if (trans) {
                 rb = load_wt4(wb, n0 + 4u * lr, k1 + lk);
             } else {

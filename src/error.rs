@@ -46,9 +46,6 @@ pub type Result<T> = std::result::Result<T, SgrafError>;
 
 impl SgrafError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        SgrafError::Io {
-            path: path.as_ref().display().to_string(),
-            source,
-        }
+        SgrafError::Io { path: path.as_ref().display().to_string(), source }
     }
 }

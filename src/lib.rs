@@ -12,6 +12,7 @@
 //! - [`data`]: SCAN precomp features (memory-mapped), captions, vocabulary, tokenizer.
 //! - [`eval`]: all-pairs scoring in tiles and the retrieval metrics.
 
+pub mod backend;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 fn wgsl_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -23,42 +22,23 @@ fn every_shader_parses_and_validates() {
     let mut files = Vec::new();
     wgsl_files(&dir, &mut files);
     files.sort();
-    assert!(
-        !files.is_empty(),
-        "no .wgsl file found under {}",
-        dir.display()
-    );
+    assert!(!files.is_empty(), "no .wgsl file found under {}", dir.display());
     let mut failures = Vec::new();
     for path in &files {
         let name = path.display().to_string();
-        let source =
-            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+        let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
         let module = match naga::front::wgsl::parse_str(&source) {
             Ok(m) => m,
             Err(e) => {
-                failures.push(format!(
-                    "{name}: parse error:\n{}",
-                    e.emit_to_string_with_path(&source, &name)
-                ));
+                failures.push(format!("{name}: parse error:\n{}", e.emit_to_string_with_path(&source, &name)));
                 continue;
             }
         };
-        let mut validator = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::default(),
-        );
+        let mut validator =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default());
         if let Err(e) = validator.validate(&module) {
-            failures.push(format!(
-                "{name}: validation error:\n{}",
-                e.emit_to_string_with_path(&source, &name)
-            ));
+            failures.push(format!("{name}: validation error:\n{}", e.emit_to_string_with_path(&source, &name)));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} shaders failed:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} shaders failed:\n{}", failures.len(), files.len(), failures.join("\n"));
 }

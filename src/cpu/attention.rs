@@ -18,11 +18,7 @@ pub fn forward(
 ) -> (Vec<f32>, Vec<f32>) {
     let (r, nw) = (N_REGIONS, lay.n_words());
     let mut ctx = vec![0.0; n_img * nw * e];
-    let mut attn_all = if keep_attn {
-        vec![0.0; n_img * nw * r]
-    } else {
-        Vec::new()
-    };
+    let mut attn_all = if keep_attn { vec![0.0; n_img * nw * r] } else { Vec::new() };
     let mut a = vec![0.0; r * nw]; // [36, n_words]
     let mut attn = vec![0.0; nw * r]; // [n_words, 36]
     for i in 0..n_img {

@@ -13,14 +13,7 @@ pub struct BnStats {
 }
 
 /// Normalises `x [n, c, l]` in place; returns the batch statistics in train mode.
-pub fn forward(
-    x: &mut [f32],
-    bn: &BatchNorm,
-    mode: Mode,
-    n: usize,
-    c: usize,
-    l: usize,
-) -> Option<BnStats> {
+pub fn forward(x: &mut [f32], bn: &BatchNorm, mode: Mode, n: usize, c: usize, l: usize) -> Option<BnStats> {
     let (mean, var, stats) = match mode {
         Mode::Eval => (bn.running_mean.clone(), bn.running_var.clone(), None),
         Mode::Train => {
@@ -30,31 +23,17 @@ pub fn forward(
             for ch in 0..c {
                 let mut s = 0.0f64;
                 for i in 0..n {
-                    s += x[(i * c + ch) * l..(i * c + ch + 1) * l]
-                        .iter()
-                        .map(|&v| v as f64)
-                        .sum::<f64>();
+                    s += x[(i * c + ch) * l..(i * c + ch + 1) * l].iter().map(|&v| v as f64).sum::<f64>();
                 }
                 let m = s / count as f64;
                 let mut q = 0.0f64;
                 for i in 0..n {
-                    q += x[(i * c + ch) * l..(i * c + ch + 1) * l]
-                        .iter()
-                        .map(|&v| (v as f64 - m).powi(2))
-                        .sum::<f64>();
+                    q += x[(i * c + ch) * l..(i * c + ch + 1) * l].iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>();
                 }
                 mean[ch] = m as f32;
                 var[ch] = (q / count as f64) as f32;
             }
-            (
-                mean.clone(),
-                var.clone(),
-                Some(BnStats {
-                    mean,
-                    var_biased: var,
-                    count,
-                }),
-            )
+            (mean.clone(), var.clone(), Some(BnStats { mean, var_biased: var, count }))
         }
     };
     for i in 0..n {
@@ -71,11 +50,7 @@ pub fn forward(
 
 /// `running ← 0.9·running + 0.1·batch` (unbiased variance), `num_batches_tracked += 1`.
 pub fn update_running(bn: &mut BatchNorm, stats: &BnStats) {
-    let unbias = if stats.count > 1 {
-        stats.count as f32 / (stats.count as f32 - 1.0)
-    } else {
-        1.0
-    };
+    let unbias = if stats.count > 1 { stats.count as f32 / (stats.count as f32 - 1.0) } else { 1.0 };
     for ch in 0..bn.running_mean.len() {
         bn.running_mean[ch] = 0.9 * bn.running_mean[ch] + 0.1 * stats.mean[ch];
         bn.running_var[ch] = 0.9 * bn.running_var[ch] + 0.1 * stats.var_biased[ch] * unbias;

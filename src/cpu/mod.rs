@@ -18,19 +18,8 @@ pub mod text_sa;
 pub mod visual_sa;
 
 /// `c[m, n] (+)= a[m, k] · b[n, k]ᵀ` (`accumulate` adds to c).
-pub fn matmul_nt(
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= n * k && c.len() >= m * n,
-        "matmul_nt: buffer too small"
-    );
+pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n, "matmul_nt: buffer too small");
     if m == 0 || n == 0 {
         return;
     }
@@ -67,19 +56,8 @@ pub fn matmul_nt(
 }
 
 /// `c[m, n] (+)= a[m, k] · b[k, n]`.
-pub fn matmul_nn(
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-    accumulate: bool,
-) {
-    assert!(
-        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
-        "matmul_nn: buffer too small"
-    );
+pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul_nn: buffer too small");
     if m == 0 || n == 0 {
         return;
     }

@@ -15,6 +15,12 @@ pub struct ImageEmb {
 }
 
 impl ImageEmb {
+    /// Appends the images of `other` (same model).
+    pub fn append(acc: &mut ImageEmb, other: ImageEmb) {
+        acc.n += other.n;
+        acc.v.extend(other.v);
+        acc.v_glo.extend(other.v_glo);
+    }
     pub fn slice(&self, r: std::ops::Range<usize>, e: usize) -> ImageEmb {
         ImageEmb {
             n: r.len(),
@@ -45,12 +51,7 @@ impl CaptionEmb {
 }
 
 /// `images [n, 36, D_img]` → image embeddings (+ BatchNorm stats in train mode).
-pub fn encode_images(
-    p: &Params,
-    images: &[f32],
-    n: usize,
-    mode: Mode,
-) -> (ImageEmb, VisualSaStats) {
+pub fn encode_images(p: &Params, images: &[f32], n: usize, mode: Mode) -> (ImageEmb, VisualSaStats) {
     let e = p.cfg.embed;
     let v = super::image_fc::forward(images, &p.img_fc, n * N_REGIONS);
     let (v_glo, stats) = super::visual_sa::forward(&v, &p.v_sa, mode, n, e);
@@ -68,10 +69,7 @@ pub fn encode_words(p: &Params, captions: &[Vec<u32>]) -> (Vec<f32>, usize) {
         ids[c * l_max..c * l_max + cap.len()].copy_from_slice(cap);
     }
     let x = super::embed::forward(&ids, &p.embed, dw);
-    (
-        super::gru::forward(&x, &lengths, &p.gru_fwd, &p.gru_bwd, l_max, dw, e),
-        l_max,
-    )
+    (super::gru::forward(&x, &lengths, &p.gru_fwd, &p.gru_bwd, l_max, dw, e), l_max)
 }
 
 /// Token ids per caption → packed caption embeddings with the text global vector.
@@ -100,29 +98,41 @@ pub struct Trace {
 }
 
 /// Scores every image of `img` against every caption of `cap`:
-/// `sims [n_img, n_cap]`. With `trace`, also every intermediate.
-pub fn score_tile(
+/// `sims [n_img, n_cap]`. With `trace`, also every intermediate. In eval mode
+/// without trace, SGR runs its scores-only form ([`super::sgr::forward_scores_only`]).
+pub fn score_tile(p: &Params, img: &ImageEmb, cap: &CaptionEmb, mode: Mode, trace: bool) -> (Vec<f32>, Option<Trace>) {
+    score_tile_folded(p, img, cap, mode, trace, &fold_sgr(p))
+}
+
+/// The folded SGR steps of a model (empty for SAF).
+pub fn fold_sgr(p: &Params) -> Vec<super::sgr::FoldedStep> {
+    match &p.reasoning {
+        Reasoning::Sgr(steps) => steps.iter().map(super::sgr::FoldedStep::new).collect(),
+        Reasoning::Saf(_) => Vec::new(),
+    }
+}
+
+fn score_tile_folded(
     p: &Params,
     img: &ImageEmb,
     cap: &CaptionEmb,
     mode: Mode,
     trace: bool,
+    folded: &[super::sgr::FoldedStep],
 ) -> (Vec<f32>, Option<Trace>) {
     let (e, s) = (p.cfg.embed, p.cfg.sim_dim);
     let lay = &cap.layout;
     let n_img = img.n;
     let (ctx, attn) = super::attention::forward(&img.v, &cap.t, lay, n_img, e, trace);
     let mut nodes = vec![0.0; n_img * lay.n_nodes() * s];
-    let loc =
-        super::similarity::local_forward(&ctx, &cap.t, &p.sim_loc, lay, n_img, &mut nodes, trace);
-    let glo = super::similarity::global_forward(
-        &img.v_glo, &cap.t_glo, &p.sim_glo, lay, n_img, &mut nodes, trace,
-    );
+    let loc = super::similarity::local_forward(&ctx, &cap.t, &p.sim_loc, lay, n_img, &mut nodes, trace);
+    let glo = super::similarity::global_forward(&img.v_glo, &cap.t_glo, &p.sim_glo, lay, n_img, &mut nodes, trace);
     let (sim_vec, sgr_steps, saf) = match &p.reasoning {
-        Reasoning::Sgr(steps) => {
+        Reasoning::Sgr(steps) if trace || mode == Mode::Train => {
             let (out, kept) = super::sgr::forward(&nodes, steps, lay, n_img, trace);
             (out, kept, None)
         }
+        Reasoning::Sgr(steps) => (super::sgr::forward_scores_only(&nodes, steps, folded, lay, n_img), Vec::new(), None),
         Reasoning::Saf(saf) => {
             let (out, tr) = super::saf::forward(&nodes, saf, lay, n_img, mode);
             (out, Vec::new(), Some(tr))
@@ -149,19 +159,20 @@ pub fn score_tile_parallel(p: &Params, img: &ImageEmb, cap: &CaptionEmb) -> Vec<
     let e = p.cfg.embed;
     let nc = cap.layout.n_cap();
     let mut sims = vec![0.0; img.n * nc];
+    let folded = fold_sgr(p);
     #[cfg(not(target_arch = "wasm32"))]
     {
         use rayon::prelude::*;
         sims.par_chunks_mut(nc).enumerate().for_each(|(i, row)| {
             let one = img.slice(i..i + 1, e);
-            let (s, _) = super::serial(|| score_tile(p, &one, cap, Mode::Eval, false));
+            let (s, _) = super::serial(|| score_tile_folded(p, &one, cap, Mode::Eval, false, &folded));
             row.copy_from_slice(&s);
         });
     }
     #[cfg(target_arch = "wasm32")]
     for (i, row) in sims.chunks_mut(nc).enumerate() {
         let one = img.slice(i..i + 1, e);
-        row.copy_from_slice(&score_tile(p, &one, cap, Mode::Eval, false).0);
+        row.copy_from_slice(&score_tile_folded(p, &one, cap, Mode::Eval, false, &folded).0);
     }
     sims
 }

@@ -15,24 +15,10 @@ pub struct SafTrace {
 
 /// `nodes [n_img, n_nodes, S]` → `s [n_img, n_cap, S]`. In train mode the
 /// BatchNorm statistics of caption c are taken over all n_img × (L_c+1) values.
-pub fn forward(
-    nodes: &[f32],
-    p: &Saf,
-    lay: &TileLayout,
-    n_img: usize,
-    mode: Mode,
-) -> (Vec<f32>, SafTrace) {
+pub fn forward(nodes: &[f32], p: &Saf, lay: &TileLayout, n_img: usize, mode: Mode) -> (Vec<f32>, SafTrace) {
     let (s, nn, nc) = (p.attn.n_in, lay.n_nodes(), lay.n_cap());
     let mut beta = vec![0.0; n_img * nn]; // [n_img, n_nodes]
-    super::linear::forward(
-        nodes,
-        &p.attn.w,
-        Some(&p.attn.b),
-        &mut beta,
-        n_img * nn,
-        s,
-        1,
-    );
+    super::linear::forward(nodes, &p.attn.w, Some(&p.attn.b), &mut beta, n_img * nn, s, 1);
     let mut stats = Vec::new();
     let mut buf = Vec::new();
     for c in 0..nc {
@@ -46,8 +32,7 @@ pub fn forward(
             stats.push(st);
         }
         for i in 0..n_img {
-            beta[i * nn + r.start..i * nn + r.end]
-                .copy_from_slice(&buf[i * r.len()..(i + 1) * r.len()]);
+            beta[i * nn + r.start..i * nn + r.end].copy_from_slice(&buf[i * r.len()..(i + 1) * r.len()]);
         }
     }
     let bn_out = beta.clone();
@@ -69,12 +54,5 @@ pub fn forward(
         }
     }
     super::l2norm::forward(&mut out, s);
-    (
-        out,
-        SafTrace {
-            bn_out,
-            weights: beta,
-            bn_stats: stats,
-        },
-    )
+    (out, SafTrace { bn_out, weights: beta, bn_stats: stats })
 }

@@ -20,27 +20,11 @@ pub fn step_forward(x: &[f32], p: &SgrStep, lay: &TileLayout, n_img: usize) -> V
             let r = lay.nodes(c);
             let (n0, m) = (i * nn + r.start, r.len());
             a.resize(m * m, 0.0);
-            super::matmul_nt(
-                &q[n0 * s..(n0 + m) * s],
-                &k[n0 * s..(n0 + m) * s],
-                &mut a,
-                m,
-                s,
-                m,
-                false,
-            );
+            super::matmul_nt(&q[n0 * s..(n0 + m) * s], &k[n0 * s..(n0 + m) * s], &mut a, m, s, m, false);
             for row in a.chunks_exact_mut(m) {
                 super::softmax(row);
             }
-            super::matmul_nn(
-                &a,
-                &x[n0 * s..(n0 + m) * s],
-                &mut ax[n0 * s..(n0 + m) * s],
-                m,
-                m,
-                s,
-                false,
-            );
+            super::matmul_nn(&a, &x[n0 * s..(n0 + m) * s], &mut ax[n0 * s..(n0 + m) * s], m, m, s, false);
         }
     }
     let mut out = vec![0.0; rows * s];
@@ -80,5 +64,100 @@ pub fn global_nodes(x: &[f32], lay: &TileLayout, n_img: usize, s: usize) -> Vec<
             out.extend_from_slice(&x[n0 * s..(n0 + 1) * s]);
         }
     }
+    out
+}
+
+/// An SGR step folded for scoring only: the key bias only shifts every logit
+/// of a row by the same amount (softmax-invariant), so
+/// `softmax(Q Kᵀ) = softmax(P Xᵀ)` with `P = X·Mᵀ + c`, `M = W_kᵀ W_q`,
+/// `c = W_kᵀ b_q`: one S×S product per node instead of two.
+#[derive(Clone, Debug)]
+pub struct FoldedStep {
+    pub m: Vec<f32>, // [S, S]
+    pub c: Vec<f32>, // [S]
+}
+
+impl FoldedStep {
+    pub fn new(p: &SgrStep) -> FoldedStep {
+        let s = p.query.n_out;
+        let mut wk_t = vec![0.0f32; s * s]; // W_kᵀ, [S, S]
+        for o in 0..s {
+            for a in 0..s {
+                wk_t[a * s + o] = p.key.w[o * s + a];
+            }
+        }
+        let mut m = vec![0.0f32; s * s];
+        super::matmul_nn(&wk_t, &p.query.w, &mut m, s, s, s, false);
+        let mut c = vec![0.0f32; s];
+        super::matmul_nn(&wk_t, &p.query.b, &mut c, s, s, 1, false);
+        FoldedStep { m, c }
+    }
+}
+
+/// Scores-only SGR for eval: equal to [`forward`]'s output up to rounding, with
+/// the query/key products folded ([`FoldedStep`]) and the last step computed
+/// for the global node only (the only node the score reads).
+pub fn forward_scores_only(
+    nodes: &[f32],
+    steps: &[SgrStep],
+    folded: &[FoldedStep],
+    lay: &TileLayout,
+    n_img: usize,
+) -> Vec<f32> {
+    let Some(last) = steps.len().checked_sub(1) else {
+        return global_nodes(nodes, lay, n_img, 0);
+    };
+    let (s, nn) = (steps[0].graph.n_out, lay.n_nodes());
+    let rows = n_img * nn;
+    let mut x = nodes.to_vec();
+    let mut pq = vec![0.0; rows * s]; // P = X·Mᵀ + c, [n_img, n_nodes, S]
+    let mut ax = vec![0.0; rows * s];
+    let mut a = Vec::new();
+    for k in 0..last {
+        super::linear::forward(&x, &folded[k].m, Some(&folded[k].c), &mut pq, rows, s, s);
+        for i in 0..n_img {
+            for c in 0..lay.n_cap() {
+                let r = lay.nodes(c);
+                let (n0, m) = (i * nn + r.start, r.len());
+                a.resize(m * m, 0.0);
+                let xc = &x[n0 * s..(n0 + m) * s];
+                super::matmul_nt(&pq[n0 * s..(n0 + m) * s], xc, &mut a, m, s, m, false);
+                for row in a.chunks_exact_mut(m) {
+                    super::softmax(row);
+                }
+                super::matmul_nn(&a, xc, &mut ax[n0 * s..(n0 + m) * s], m, m, s, false);
+            }
+        }
+        super::linear::forward(&ax, &steps[k].graph.w, Some(&steps[k].graph.b), &mut x, rows, s, s);
+        x.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    // Last step: the global node's row only.
+    let nc = lay.n_cap();
+    let g = global_nodes(&x, lay, n_img, s); // [n_img, n_cap, S]
+    let mut p0 = vec![0.0; n_img * nc * s];
+    super::linear::forward(&g, &folded[last].m, Some(&folded[last].c), &mut p0, n_img * nc, s, s);
+    let mut ax0 = vec![0.0; n_img * nc * s];
+    for i in 0..n_img {
+        for c in 0..nc {
+            let r = lay.nodes(c);
+            let (n0, m) = (i * nn + r.start, r.len());
+            let xc = &x[n0 * s..(n0 + m) * s];
+            let pc = &p0[(i * nc + c) * s..(i * nc + c + 1) * s];
+            a.resize(m, 0.0);
+            for j in 0..m {
+                a[j] = pc.iter().zip(&xc[j * s..(j + 1) * s]).map(|(u, v)| u * v).sum();
+            }
+            super::softmax(&mut a[..m]);
+            let o = &mut ax0[(i * nc + c) * s..(i * nc + c + 1) * s];
+            for j in 0..m {
+                for (ov, xv) in o.iter_mut().zip(&xc[j * s..(j + 1) * s]) {
+                    *ov += a[j] * xv;
+                }
+            }
+        }
+    }
+    let mut out = vec![0.0; n_img * nc * s];
+    super::linear::forward(&ax0, &steps[last].graph.w, Some(&steps[last].graph.b), &mut out, n_img * nc, s, s);
+    out.iter_mut().for_each(|v| *v = v.max(0.0));
     out
 }

@@ -19,11 +19,7 @@ pub fn local_forward(
     let (e, s, nw, nn) = (lin.n_in, lin.n_out, lay.n_words(), lay.n_nodes());
     let mut d = vec![0.0; nw * e]; // [n_words, E]
     let mut y = vec![0.0; nw * s]; // [n_words, S]
-    let mut kept = if keep_linear {
-        Vec::with_capacity(n_img * nw * s)
-    } else {
-        Vec::new()
-    };
+    let mut kept = if keep_linear { Vec::with_capacity(n_img * nw * s) } else { Vec::new() };
     for i in 0..n_img {
         let ci = &ctx[i * nw * e..(i + 1) * nw * e];
         for ((dv, cv), tv) in d.iter_mut().zip(ci).zip(t) {

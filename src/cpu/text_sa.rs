@@ -30,12 +30,7 @@ pub fn forward(t: &[f32], p: &TextSa, lay: &TileLayout, e: usize) -> Vec<f32> {
             .words(c)
             .map(|wi| {
                 let lw = &l[wi * e..(wi + 1) * e];
-                lw.iter()
-                    .zip(gc)
-                    .zip(&p.common.w)
-                    .map(|((a, b), c)| a * b * c)
-                    .sum::<f32>()
-                    + p.common.b[0]
+                lw.iter().zip(gc).zip(&p.common.w).map(|((a, b), c)| a * b * c).sum::<f32>() + p.common.b[0]
             })
             .collect();
         super::softmax(&mut w);

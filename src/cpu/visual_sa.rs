@@ -12,13 +12,7 @@ pub struct VisualSaStats {
 }
 
 /// `v [n, 36, E]` → `v_glo [n, E]`.
-pub fn forward(
-    v: &[f32],
-    p: &VisualSa,
-    mode: Mode,
-    n: usize,
-    e: usize,
-) -> (Vec<f32>, VisualSaStats) {
+pub fn forward(v: &[f32], p: &VisualSa, mode: Mode, n: usize, e: usize) -> (Vec<f32>, VisualSaStats) {
     let r = N_REGIONS;
     // local branch: tanh(BN_36(v·Wlᵀ + b))                     [n, 36, E]
     let mut l = vec![0.0; n * r * e];
@@ -46,13 +40,7 @@ pub fn forward(
         for reg in 0..r {
             let lr = &l[(i * r + reg) * e..(i * r + reg + 1) * e];
             let gi = &g[i * e..(i + 1) * e];
-            w[reg] = lr
-                .iter()
-                .zip(gi)
-                .zip(&p.common.w)
-                .map(|((a, b), c)| a * b * c)
-                .sum::<f32>()
-                + p.common.b[0];
+            w[reg] = lr.iter().zip(gi).zip(&p.common.w).map(|((a, b), c)| a * b * c).sum::<f32>() + p.common.b[0];
         }
         super::softmax(&mut w);
         let o = &mut out[i * e..(i + 1) * e];
@@ -64,11 +52,5 @@ pub fn forward(
         }
     }
     super::l2norm::forward(&mut out, e);
-    (
-        out,
-        VisualSaStats {
-            local: s_local,
-            global: s_global,
-        },
-    )
+    (out, VisualSaStats { local: s_local, global: s_global })
 }

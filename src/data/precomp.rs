@@ -53,12 +53,8 @@ impl Split {
 
     fn with_source(images: NpyF32, captions: Vec<String>, caps_source: &str) -> Result<Self> {
         images.expect_rank(3)?;
-        let (n_images, n_regions, img_dim) =
-            (images.shape()[0], images.shape()[1], images.shape()[2]);
-        let npy_err = |msg: String| SgrafError::Npy {
-            path: images.source().to_string(),
-            msg,
-        };
+        let (n_images, n_regions, img_dim) = (images.shape()[0], images.shape()[1], images.shape()[2]);
+        let npy_err = |msg: String| SgrafError::Npy { path: images.source().to_string(), msg };
         if n_regions != N_REGIONS {
             return Err(npy_err(format!(
                 "expected {N_REGIONS} regions per image (shape [N, {N_REGIONS}, D]), found {n_regions} (shape {:?})",
@@ -66,15 +62,9 @@ impl Split {
             )));
         }
         if n_images == 0 || img_dim == 0 {
-            return Err(npy_err(format!(
-                "no image features (shape {:?})",
-                images.shape()
-            )));
+            return Err(npy_err(format!("no image features (shape {:?})", images.shape())));
         }
-        let caps_err = |msg: String| SgrafError::Captions {
-            path: caps_source.to_string(),
-            msg,
-        };
+        let caps_err = |msg: String| SgrafError::Captions { path: caps_source.to_string(), msg };
         let n_captions = captions.len();
         if n_captions == 0 {
             return Err(caps_err("no captions".into()));
@@ -82,11 +72,7 @@ impl Split {
         if let Some(k) = captions.iter().position(|c| c.trim().is_empty()) {
             return Err(caps_err(format!("line {}: empty caption", k + 1)));
         }
-        let im_div = if n_captions == n_images {
-            1
-        } else {
-            CAPTIONS_PER_IMAGE
-        };
+        let im_div = if n_captions == n_images { 1 } else { CAPTIONS_PER_IMAGE };
         if (n_captions - 1) / im_div >= n_images {
             return Err(caps_err(format!(
                 "{n_captions} captions but only {n_images} images: caption line {} would belong to image {} \
@@ -96,14 +82,7 @@ impl Split {
                 im_div * n_images
             )));
         }
-        Ok(Split {
-            images,
-            captions,
-            n_images,
-            n_regions,
-            img_dim,
-            im_div,
-        })
+        Ok(Split { images, captions, n_images, n_regions, img_dim, im_div })
     }
 
     /// Number of captions (the dataset length of the official loader).
@@ -149,14 +128,12 @@ impl Split {
 #[cfg(not(target_arch = "wasm32"))]
 fn first_non_finite_image(data: &[f32], per_image: usize) -> Option<usize> {
     use rayon::prelude::*;
-    data.par_chunks(per_image)
-        .position_first(|img| img.iter().any(|v| !v.is_finite()))
+    data.par_chunks(per_image).position_first(|img| img.iter().any(|v| !v.is_finite()))
 }
 
 #[cfg(target_arch = "wasm32")]
 fn first_non_finite_image(data: &[f32], per_image: usize) -> Option<usize> {
-    data.chunks(per_image)
-        .position(|img| img.iter().any(|v| !v.is_finite()))
+    data.chunks(per_image).position(|img| img.iter().any(|v| !v.is_finite()))
 }
 
 /// Splits a caption file into captions: one per line (`\n` or `\r\n`),
@@ -164,10 +141,7 @@ fn first_non_finite_image(data: &[f32], per_image: usize) -> Option<usize> {
 /// empty line or invalid UTF-8 is an error naming `source` and the line
 /// number (1-based). A final newline does not start an extra line.
 pub fn parse_captions(bytes: &[u8], source: &str) -> Result<Vec<String>> {
-    let err = |msg: String| SgrafError::Captions {
-        path: source.to_string(),
-        msg,
-    };
+    let err = |msg: String| SgrafError::Captions { path: source.to_string(), msg };
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     if body.is_empty() {
         return Err(err("no captions (the file is empty)".into()));
@@ -175,11 +149,7 @@ pub fn parse_captions(bytes: &[u8], source: &str) -> Result<Vec<String>> {
     let mut captions = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         let text = std::str::from_utf8(line).map_err(|e| {
-            err(format!(
-                "line {}: not valid UTF-8 (invalid byte at column {})",
-                i + 1,
-                e.valid_up_to() + 1
-            ))
+            err(format!("line {}: not valid UTF-8 (invalid byte at column {})", i + 1, e.valid_up_to() + 1))
         })?;
         let text = text.trim();
         if text.is_empty() {
@@ -207,10 +177,7 @@ mod tests {
     #[test]
     fn five_captions_per_image() {
         let s = Split::from_parts(features(3, 36, 4), caps(15)).unwrap();
-        assert_eq!(
-            (s.n_images, s.n_regions, s.img_dim, s.im_div),
-            (3, 36, 4, 5)
-        );
+        assert_eq!((s.n_images, s.n_regions, s.img_dim, s.im_div), (3, 36, 4, 5));
         assert_eq!(s.n_captions(), 15);
         assert_eq!(s.image_of_caption(0), 0);
         assert_eq!(s.image_of_caption(4), 0);
@@ -233,36 +200,22 @@ mod tests {
         // The official loader only needs k // 5 < N.
         let s = Split::from_parts(features(3, 36, 2), caps(11)).unwrap();
         assert_eq!(s.image_of_caption(10), 2);
-        let e = Split::from_parts(features(3, 36, 2), caps(16))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("16 captions") && e.contains("3 images") && e.contains("15"),
-            "{e}"
-        );
+        let e = Split::from_parts(features(3, 36, 2), caps(16)).unwrap_err().to_string();
+        assert!(e.contains("16 captions") && e.contains("3 images") && e.contains("15"), "{e}");
     }
 
     #[test]
     fn shape_errors_name_expected_and_found() {
-        let e = Split::from_parts(features(2, 10, 4), caps(10))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("expected 36 regions") && e.contains("found 10"),
-            "{e}"
-        );
+        let e = Split::from_parts(features(2, 10, 4), caps(10)).unwrap_err().to_string();
+        assert!(e.contains("expected 36 regions") && e.contains("found 10"), "{e}");
         let flat = NpyF32::from_vec(vec![2, 36 * 4], vec![0.0; 2 * 36 * 4]).unwrap();
         let e = Split::from_parts(flat, caps(10)).unwrap_err().to_string();
         assert!(e.contains("3-dimensional") && e.contains("found 2"), "{e}");
-        let e = Split::from_parts(features(2, 36, 4), vec![])
-            .unwrap_err()
-            .to_string();
+        let e = Split::from_parts(features(2, 36, 4), vec![]).unwrap_err().to_string();
         assert!(e.contains("no captions"), "{e}");
         let mut c = caps(10);
         c[3] = "  ".into();
-        let e = Split::from_parts(features(2, 36, 4), c)
-            .unwrap_err()
-            .to_string();
+        let e = Split::from_parts(features(2, 36, 4), c).unwrap_err().to_string();
         assert!(e.contains("line 4"), "{e}");
     }
 
@@ -270,21 +223,13 @@ mod tests {
     fn non_finite_features_are_named() {
         let mut data = vec![0.5f32; 3 * 36 * 4];
         data[2 * 36 * 4 + 5 * 4 + 3] = f32::NAN;
-        let s =
-            Split::from_parts(NpyF32::from_vec(vec![3, 36, 4], data).unwrap(), caps(15)).unwrap();
+        let s = Split::from_parts(NpyF32::from_vec(vec![3, 36, 4], data).unwrap(), caps(15)).unwrap();
         let e = s.check_finite().unwrap_err().to_string();
-        assert!(
-            e.contains("image 2")
-                && e.contains("region 5")
-                && e.contains("feature 3")
-                && e.contains("NaN"),
-            "{e}"
-        );
+        assert!(e.contains("image 2") && e.contains("region 5") && e.contains("feature 3") && e.contains("NaN"), "{e}");
 
         let mut data = vec![0.5f32; 2 * 36 * 4];
         data[7] = f32::INFINITY;
-        let s =
-            Split::from_parts(NpyF32::from_vec(vec![2, 36, 4], data).unwrap(), caps(10)).unwrap();
+        let s = Split::from_parts(NpyF32::from_vec(vec![2, 36, 4], data).unwrap(), caps(10)).unwrap();
         let e = s.check_finite().unwrap_err().to_string();
         assert!(e.contains("image 0") && e.contains("inf"), "{e}");
     }
@@ -295,24 +240,12 @@ mod tests {
         assert_eq!(c, vec!["A dog runs.", "Two cats", "last line"]);
         assert_eq!(parse_captions(b"one\ntwo\n", "caps.txt").unwrap().len(), 2);
 
-        let e = parse_captions(b"one\n\nthree\n", "caps.txt")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("caps.txt") && e.contains("line 2") && e.contains("empty"),
-            "{e}"
-        );
-        let e = parse_captions(b"one\ntwo\n\n", "caps.txt")
-            .unwrap_err()
-            .to_string();
+        let e = parse_captions(b"one\n\nthree\n", "caps.txt").unwrap_err().to_string();
+        assert!(e.contains("caps.txt") && e.contains("line 2") && e.contains("empty"), "{e}");
+        let e = parse_captions(b"one\ntwo\n\n", "caps.txt").unwrap_err().to_string();
         assert!(e.contains("line 3"), "{e}");
-        let e = parse_captions(b"one\ntw\xffo\n", "caps.txt")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("line 2") && e.contains("UTF-8") && e.contains("column 3"),
-            "{e}"
-        );
+        let e = parse_captions(b"one\ntw\xffo\n", "caps.txt").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("UTF-8") && e.contains("column 3"), "{e}");
         let e = parse_captions(b"", "caps.txt").unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
     }
@@ -322,28 +255,17 @@ mod tests {
     fn load_from_directory() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<f32> = (0..2 * 36 * 3).map(|i| i as f32).collect();
-        std::fs::write(
-            dir.path().join("test_ims.npy"),
-            encode_f32(&[2, 36, 3], &data).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("test_ims.npy"), encode_f32(&[2, 36, 3], &data).unwrap()).unwrap();
         let lines: String = (0..10).map(|k| format!("caption {k}\n")).collect();
         std::fs::write(dir.path().join("test_caps.txt"), lines).unwrap();
         let s = Split::load(dir.path(), "test").unwrap();
-        assert_eq!(
-            (s.n_images, s.n_captions(), s.im_div, s.img_dim),
-            (2, 10, 5, 3)
-        );
+        assert_eq!((s.n_images, s.n_captions(), s.im_div, s.img_dim), (2, 10, 5, 3));
         assert!(s.images.is_memory_mapped());
         assert_eq!(s.image(1)[0], (36 * 3) as f32);
 
         let e = Split::load(dir.path(), "dev").unwrap_err().to_string();
         assert!(e.contains("dev_ims.npy"), "{e}");
-        std::fs::write(
-            dir.path().join("bad_ims.npy"),
-            encode_f32(&[2, 36, 3], &data).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("bad_ims.npy"), encode_f32(&[2, 36, 3], &data).unwrap()).unwrap();
         std::fs::write(dir.path().join("bad_caps.txt"), "a\n\nb\n").unwrap();
         let e = Split::load(dir.path(), "bad").unwrap_err().to_string();
         assert!(e.contains("bad_caps.txt") && e.contains("line 2"), "{e}");
@@ -352,16 +274,12 @@ mod tests {
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn golden_cli_split_loads_when_present() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/golden/small_float32_cli/SGR/data");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden/small_float32_cli/SGR/data");
         if !dir.exists() {
             return; // shared/ is not part of every checkout
         }
         let s = Split::load(&dir, "test").unwrap();
-        assert_eq!(
-            (s.n_images, s.n_regions, s.img_dim, s.n_captions(), s.im_div),
-            (6, 36, 48, 6, 1)
-        );
+        assert_eq!((s.n_images, s.n_regions, s.img_dim, s.n_captions(), s.im_div), (6, 36, 48, 6, 1));
         s.check_finite().unwrap();
     }
 }

@@ -31,11 +31,7 @@ use super::vocab::{Vocab, END, START};
 /// Tokenises one caption: trims it, lower-cases it, then splits it exactly as
 /// NLTK's `word_tokenize` does (Punkt sentences, then Treebank words).
 pub fn tokenize(caption: &str) -> Vec<String> {
-    let text: Vec<char> = caption
-        .trim_matches(is_space)
-        .to_lowercase()
-        .chars()
-        .collect();
+    let text: Vec<char> = caption.trim_matches(is_space).to_lowercase().chars().collect();
     let mut tokens = Vec::new();
     for range in punkt::sentences(&text) {
         tokens.extend(treebank(&text[range]));
@@ -76,9 +72,7 @@ fn at(t: &[char], i: usize) -> Option<char> {
 
 /// Whether `t[i..]` starts with `pat`, comparing ASCII letters case-insensitively.
 fn starts_with_ci(t: &[char], i: usize, pat: &str) -> bool {
-    (i..)
-        .zip(pat.chars())
-        .all(|(k, p)| t.get(k).is_some_and(|c| c.eq_ignore_ascii_case(&p)))
+    (i..).zip(pat.chars()).all(|(k, p)| t.get(k).is_some_and(|c| c.eq_ignore_ascii_case(&p)))
 }
 
 /// Whether `t[i..]` starts with `pat` exactly.
@@ -231,9 +225,7 @@ fn treebank(sentence: &[char]) -> Vec<String> {
     t = pad_chars(&t, |c| c == '*');
 
     // ---- PARENS_BRACKETS, DOUBLE_DASHES
-    t = pad_chars(&t, |c| {
-        matches!(c, ']' | '[' | '(' | ')' | '{' | '}' | '<' | '>')
-    });
+    t = pad_chars(&t, |c| matches!(c, ']' | '[' | '(' | ')' | '{' | '}' | '<' | '>'));
     t = pad_literal(&t, "--");
 
     // add extra space to make things easier
@@ -246,36 +238,18 @@ fn treebank(sentence: &[char]) -> Vec<String> {
     // '' -> " '' "
     t = pad_literal(&t, "''");
     // " -> " '' "
-    t = t
-        .iter()
-        .flat_map(|&c| {
-            if c == '"' {
-                vec![' ', '\'', '\'', ' ']
-            } else {
-                vec![c]
-            }
-        })
-        .collect();
+    t = t.iter().flat_map(|&c| if c == '"' { vec![' ', '\'', '\'', ' '] } else { vec![c] }).collect();
     // \s+ -> " "
     t = collapse_spaces(&t);
     // ([^' ])('[sS]|'[mM]|'[dD]|') -> "\1 \2 "
     t = split_clitic(&t, &["'s", "'S", "'m", "'M", "'d", "'D", "'"]);
     // ([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) -> "\1 \2 "
-    t = split_clitic(
-        &t,
-        &["'ll", "'LL", "'re", "'RE", "'ve", "'VE", "n't", "N'T"],
-    );
+    t = split_clitic(&t, &["'ll", "'LL", "'re", "'RE", "'ve", "'VE", "n't", "N'T"]);
 
     // ---- CONTRACTIONS2 (MacIntyre), case-insensitive: \b(A)(B)\b -> " \1 \2 "
-    for (a, b) in [
-        ("can", "not"),
-        ("d", "'ye"),
-        ("gim", "me"),
-        ("gon", "na"),
-        ("got", "ta"),
-        ("lem", "me"),
-        ("more", "'n"),
-    ] {
+    for (a, b) in
+        [("can", "not"), ("d", "'ye"), ("gim", "me"), ("gon", "na"), ("got", "ta"), ("lem", "me"), ("more", "'n")]
+    {
         t = split_contraction(&t, a, b, false);
     }
     // \b(wan)(na)(?=\s)
@@ -284,10 +258,7 @@ fn treebank(sentence: &[char]) -> Vec<String> {
     t = split_t_is(&t, "is");
     t = split_t_is(&t, "was");
 
-    t.split(|&c| is_space(c))
-        .filter(|w| !w.is_empty())
-        .map(|w| w.iter().collect())
-        .collect()
+    t.split(|&c| is_space(c)).filter(|w| !w.is_empty()).map(|w| w.iter().collect()).collect()
 }
 
 /// `([ \(\[{<])(\"|\'{2})` -> `\1 `` `.
@@ -413,11 +384,7 @@ fn split_contraction(t: &[char], a: &str, b: &str, space_after: bool) -> Vec<cha
         let matched = word_boundary(t, i)
             && starts_with_ci(t, i, a)
             && starts_with_ci(t, i + na, b)
-            && if space_after {
-                at(t, end).is_some_and(is_space)
-            } else {
-                word_boundary(t, end)
-            };
+            && if space_after { at(t, end).is_some_and(is_space) } else { word_boundary(t, end) };
         if matched {
             out.push(' ');
             out.extend_from_slice(&t[i..i + na]);
@@ -440,11 +407,7 @@ fn split_t_is(t: &[char], rest: &str) -> Vec<char> {
     let mut i = 0;
     while i < t.len() {
         let end = i + 3 + n;
-        if t[i] == ' '
-            && starts_with_ci(t, i + 1, "'t")
-            && starts_with_ci(t, i + 3, rest)
-            && word_boundary(t, end)
-        {
+        if t[i] == ' ' && starts_with_ci(t, i + 1, "'t") && starts_with_ci(t, i + 3, rest) && word_boundary(t, end) {
             out.push(' ');
             out.extend_from_slice(&t[i + 1..i + 3]);
             out.push(' ');
@@ -465,17 +428,15 @@ fn split_t_is(t: &[char], rest: &str) -> Vec<char> {
 /// Abbreviations of NLTK's English Punkt model (`abbrev_types`, which lists
 /// them without their final period).
 pub const ABBREVIATIONS: [&str; 156] = [
-    ". . ", "a.a", "a.c", "a.d", "a.g", "a.h", "a.m", "a.m.e", "a.s", "a.t", "adm", "ala", "ariz",
-    "aug", "ave", "b.f", "b.v", "bros", "c", "c.i.t", "c.o.m.b", "c.v", "calif", "chg", "cie",
-    "co", "col", "colo", "conn", "corp", "cos", "ct", "d", "d.c", "d.h", "d.w", "dec", "dr", "e",
-    "e.f", "e.h", "e.l", "e.m", "f", "f.g", "f.j", "feb", "fla", "fri", "ft", "g", "g.d", "g.f",
-    "g.k", "ga", "gen", "h", "h.c", "h.f", "h.m", "i.m.s", "ill", "inc", "j.b", "j.c", "j.j",
-    "j.k", "j.p", "j.r", "jan", "jr", "k", "kan", "ky", "l", "l.a", "l.f", "l.p", "lt", "ltd", "m",
-    "m.b.a", "m.d.c", "m.j", "maj", "messrs", "mg", "mich", "minn", "mr", "mrs", "ms", "n", "n.c",
-    "n.d", "n.h", "n.j", "n.m", "n.v", "n.y", "nev", "nov", "oct", "ok", "okla", "ore", "p",
-    "p.a.m", "p.m", "pa", "ph.d", "prof", "r", "r.a", "r.h", "r.i", "r.j", "r.k", "r.t", "rep",
-    "reps", "s", "s.a", "s.a.y", "s.c", "s.g", "s.p.a", "s.s", "sen", "sep", "sept", "sr", "st",
-    "sw", "t", "t.j", "tenn", "tues", "u.k", "u.n", "u.s", "u.s.a", "u.s.s.r", "v", "va", "vs",
+    ". . ", "a.a", "a.c", "a.d", "a.g", "a.h", "a.m", "a.m.e", "a.s", "a.t", "adm", "ala", "ariz", "aug", "ave", "b.f",
+    "b.v", "bros", "c", "c.i.t", "c.o.m.b", "c.v", "calif", "chg", "cie", "co", "col", "colo", "conn", "corp", "cos",
+    "ct", "d", "d.c", "d.h", "d.w", "dec", "dr", "e", "e.f", "e.h", "e.l", "e.m", "f", "f.g", "f.j", "feb", "fla",
+    "fri", "ft", "g", "g.d", "g.f", "g.k", "ga", "gen", "h", "h.c", "h.f", "h.m", "i.m.s", "ill", "inc", "j.b", "j.c",
+    "j.j", "j.k", "j.p", "j.r", "jan", "jr", "k", "kan", "ky", "l", "l.a", "l.f", "l.p", "lt", "ltd", "m", "m.b.a",
+    "m.d.c", "m.j", "maj", "messrs", "mg", "mich", "minn", "mr", "mrs", "ms", "n", "n.c", "n.d", "n.h", "n.j", "n.m",
+    "n.v", "n.y", "nev", "nov", "oct", "ok", "okla", "ore", "p", "p.a.m", "p.m", "pa", "ph.d", "prof", "r", "r.a",
+    "r.h", "r.i", "r.j", "r.k", "r.t", "rep", "reps", "s", "s.a", "s.a.y", "s.c", "s.g", "s.p.a", "s.s", "sen", "sep",
+    "sept", "sr", "st", "sw", "t", "t.j", "tenn", "tues", "u.k", "u.n", "u.s", "u.s.a", "u.s.s.r", "v", "va", "vs",
     "vt", "w", "w.c", "w.r", "w.va", "w.w", "wash", "wed", "wis", "yr",
 ];
 
@@ -522,24 +483,7 @@ mod punkt {
 
     /// `_re_word_start`: characters that may start a word token.
     fn is_word_start(c: char) -> bool {
-        !matches!(
-            c,
-            '(' | '"'
-                | '`'
-                | '{'
-                | '['
-                | ':'
-                | ';'
-                | '&'
-                | '#'
-                | '*'
-                | '@'
-                | ')'
-                | '}'
-                | ']'
-                | '-'
-                | ','
-        )
+        !matches!(c, '(' | '"' | '`' | '{' | '[' | ':' | ';' | '&' | '#' | '*' | '@' | ')' | '}' | ']' | '-' | ',')
     }
 
     /// `_re_multi_char_punct` = `(?:\-{2,}|\.{2,}|(?:\.\s){2,}\.)` at `i`: its end.
@@ -552,9 +496,7 @@ mod punkt {
             return Some(i + run('.'));
         }
         let mut reps = 0;
-        while t.get(i + 2 * reps) == Some(&'.')
-            && t.get(i + 2 * reps + 1).is_some_and(|&c| is_space(c))
-        {
+        while t.get(i + 2 * reps) == Some(&'.') && t.get(i + 2 * reps + 1).is_some_and(|&c| is_space(c)) {
             reps += 1;
         }
         if reps >= 2 && t.get(i + 2 * reps) == Some(&'.') {
@@ -630,28 +572,15 @@ mod punkt {
         if !c.get(i).is_some_and(|&d| is_digit(d)) {
             return false;
         }
-        c[i + 1..]
-            .iter()
-            .all(|&d| is_digit(d) || matches!(d, ',' | '.' | '-'))
+        c[i + 1..].iter().all(|&d| is_digit(d) || matches!(d, ',' | '.' | '-'))
     }
 
     impl Token {
         fn new(tok: String) -> Self {
             let lower = tok.to_lowercase();
-            let typ = if is_number(&lower) {
-                "##number##".to_string()
-            } else {
-                lower
-            };
+            let typ = if is_number(&lower) { "##number##".to_string() } else { lower };
             let period_final = tok.ends_with('.');
-            Token {
-                tok,
-                typ,
-                period_final,
-                sentbreak: false,
-                abbr: false,
-                ellipsis: false,
-            }
+            Token { tok, typ, period_final, sentbreak: false, abbr: false, ellipsis: false }
         }
         fn type_no_period(&self) -> &str {
             if self.typ.chars().count() > 1 && self.typ.ends_with('.') {
@@ -737,9 +666,7 @@ mod punkt {
             // text, so an abbreviation or ellipsis stays inside the sentence.
             return;
         }
-        if (is_initial || tok1.type_no_period() == "##number##")
-            && ortho_heuristic(tok2) == Ortho::NotStarter
-        {
+        if (is_initial || tok1.type_no_period() == "##number##") && ortho_heuristic(tok2) == Ortho::NotStarter {
             tok1.sentbreak = false;
             tok1.abbr = true;
         } else if is_initial && tok2.first_upper() && ortho_heuristic(tok2) == Ortho::Unknown {
@@ -786,11 +713,7 @@ mod punkt {
                 continue;
             }
             match t.get(i + 1) {
-                Some(&c) if is_non_word(c) => out.push(EndContext {
-                    at: i,
-                    after_end: i + 2,
-                    next_tok: None,
-                }),
+                Some(&c) if is_non_word(c) => out.push(EndContext { at: i, after_end: i + 2, next_tok: None }),
                 Some(&c) if is_space(c) => {
                     let mut k = i + 1;
                     while k < t.len() && is_space(t[k]) {
@@ -801,11 +724,7 @@ mod punkt {
                         while e < t.len() && !is_space(t[e]) {
                             e += 1;
                         }
-                        out.push(EndContext {
-                            at: i,
-                            after_end: e,
-                            next_tok: Some(k),
-                        });
+                        out.push(EndContext { at: i, after_end: e, next_tok: Some(k) });
                     }
                 }
                 _ => {}
@@ -824,11 +743,7 @@ mod punkt {
         for end in potential_ends(t) {
             let before = &t[prev_word.end..end.at];
             let last_ws = before.iter().rposition(|&c| is_ascii_ws(c)).unwrap_or(0);
-            let start = if last_ws != 0 {
-                prev_word.end + last_ws + 1
-            } else {
-                prev_word.start
-            };
+            let start = if last_ws != 0 { prev_word.end + last_ws + 1 } else { prev_word.start };
             let word = start..end.at;
             if let Some(p) = prev.take() {
                 if prev_word.end <= word.start {
@@ -846,12 +761,7 @@ mod punkt {
     /// `re_boundary_realignment` = `["\')\]}‘’“”«»]+?(?:\s+|(?=--)|$)` matched
     /// at the start of `s`: (length of the closing characters, match end).
     fn realignment(s: &[char]) -> Option<(usize, usize)> {
-        let closing = |c: char| {
-            matches!(
-                c,
-                '"' | '\'' | ')' | ']' | '}' | '‘' | '’' | '“' | '”' | '«' | '»'
-            )
-        };
+        let closing = |c: char| matches!(c, '"' | '\'' | ')' | ']' | '}' | '‘' | '’' | '“' | '”' | '«' | '»');
         let mut k = 0;
         while k < s.len() && closing(s[k]) {
             k += 1;
@@ -892,11 +802,7 @@ mod punkt {
                 }
                 continue;
             };
-            let s2_text = if s2.start <= s2.end {
-                &t[s2.clone()]
-            } else {
-                &[][..]
-            };
+            let s2_text = if s2.start <= s2.end { &t[s2.clone()] } else { &[][..] };
             if let Some((len, end)) = realignment(s2_text) {
                 out.push(s1.start..s2.start + len);
                 realign = end;
@@ -913,10 +819,7 @@ mod punkt {
     #[cfg(test)]
     pub(super) fn sentence_strings(text: &str) -> Vec<String> {
         let t: Vec<char> = text.chars().collect();
-        sentences(&t)
-            .into_iter()
-            .map(|r| t[r].iter().collect())
-            .collect()
+        sentences(&t).into_iter().map(|r| t[r].iter().collect()).collect()
     }
 }
 
@@ -930,201 +833,105 @@ mod tests {
         (
             "Two young guys with shaggy hair look at their hands while hanging out in the yard.",
             &[
-                "two", "young", "guys", "with", "shaggy", "hair", "look", "at", "their", "hands",
-                "while", "hanging", "out", "in", "the", "yard", ".",
+                "two", "young", "guys", "with", "shaggy", "hair", "look", "at", "their", "hands", "while", "hanging",
+                "out", "in", "the", "yard", ".",
             ],
         ),
         (
             "A man in a blue t-shirt doesn't smile.",
-            &[
-                "a", "man", "in", "a", "blue", "t-shirt", "does", "n't", "smile", ".",
-            ],
+            &["a", "man", "in", "a", "blue", "t-shirt", "does", "n't", "smile", "."],
         ),
-        (
-            "The dog's owner can't catch it!",
-            &["the", "dog", "'s", "owner", "ca", "n't", "catch", "it", "!"],
-        ),
+        ("The dog's owner can't catch it!", &["the", "dog", "'s", "owner", "ca", "n't", "catch", "it", "!"]),
         (
             "Several men in hard hats are operating a giant pulley system .",
-            &[
-                "several",
-                "men",
-                "in",
-                "hard",
-                "hats",
-                "are",
-                "operating",
-                "a",
-                "giant",
-                "pulley",
-                "system",
-                ".",
-            ],
+            &["several", "men", "in", "hard", "hats", "are", "operating", "a", "giant", "pulley", "system", "."],
         ),
         (
             "A child in a pink dress is climbing up a set of stairs in an entry way.",
             &[
-                "a", "child", "in", "a", "pink", "dress", "is", "climbing", "up", "a", "set", "of",
-                "stairs", "in", "an", "entry", "way", ".",
+                "a", "child", "in", "a", "pink", "dress", "is", "climbing", "up", "a", "set", "of", "stairs", "in",
+                "an", "entry", "way", ".",
             ],
         ),
         (
             "A man, a woman, and a dog walk on the beach; they're happy.",
             &[
-                "a", "man", ",", "a", "woman", ",", "and", "a", "dog", "walk", "on", "the",
-                "beach", ";", "they", "'re", "happy", ".",
+                "a", "man", ",", "a", "woman", ",", "and", "a", "dog", "walk", "on", "the", "beach", ";", "they",
+                "'re", "happy", ".",
             ],
         ),
-        (
-            "A sign reads \"Open 24 hours\".",
-            &["a", "sign", "reads", "``", "open", "24", "hours", "''", "."],
-        ),
-        (
-            "\"Stop\" is written on the red sign",
-            &[
-                "``", "stop", "''", "is", "written", "on", "the", "red", "sign",
-            ],
-        ),
+        ("A sign reads \"Open 24 hours\".", &["a", "sign", "reads", "``", "open", "24", "hours", "''", "."]),
+        ("\"Stop\" is written on the red sign", &["``", "stop", "''", "is", "written", "on", "the", "red", "sign"]),
         (
             "A boy (wearing a hat) jumps over a log.",
-            &[
-                "a", "boy", "(", "wearing", "a", "hat", ")", "jumps", "over", "a", "log", ".",
-            ],
+            &["a", "boy", "(", "wearing", "a", "hat", ")", "jumps", "over", "a", "log", "."],
         ),
         (
             "The U.S. flag waves above St. Mary's church.",
-            &[
-                "the", "u.s.", "flag", "waves", "above", "st.", "mary", "'s", "church", ".",
-            ],
+            &["the", "u.s.", "flag", "waves", "above", "st.", "mary", "'s", "church", "."],
         ),
         (
             "A man holds a sign that says $3.50 & a smile.",
-            &[
-                "a", "man", "holds", "a", "sign", "that", "says", "$", "3.50", "&", "a", "smile",
-                ".",
-            ],
+            &["a", "man", "holds", "a", "sign", "that", "says", "$", "3.50", "&", "a", "smile", "."],
         ),
-        (
-            "A woman is waiting... for the bus.",
-            &[
-                "a", "woman", "is", "waiting", "...", "for", "the", "bus", ".",
-            ],
-        ),
-        (
-            "Dogs run. A cat sleeps on the sofa.",
-            &[
-                "dogs", "run", ".", "a", "cat", "sleeps", "on", "the", "sofa", ".",
-            ],
-        ),
+        ("A woman is waiting... for the bus.", &["a", "woman", "is", "waiting", "...", "for", "the", "bus", "."]),
+        ("Dogs run. A cat sleeps on the sofa.", &["dogs", "run", ".", "a", "cat", "sleeps", "on", "the", "sofa", "."]),
         (
             "I'll be there, we've said, and I'm sure you'd agree.",
             &[
-                "i", "'ll", "be", "there", ",", "we", "'ve", "said", ",", "and", "i", "'m", "sure",
-                "you", "'d", "agree", ".",
+                "i", "'ll", "be", "there", ",", "we", "'ve", "said", ",", "and", "i", "'m", "sure", "you", "'d",
+                "agree", ".",
             ],
         ),
         (
             "A man wearing a number 5 jersey: he is running at 10:30",
-            &[
-                "a", "man", "wearing", "a", "number", "5", "jersey", ":", "he", "is", "running",
-                "at", "10:30",
-            ],
+            &["a", "man", "wearing", "a", "number", "5", "jersey", ":", "he", "is", "running", "at", "10:30"],
         ),
-        (
-            "Is the man on the left smiling?",
-            &["is", "the", "man", "on", "the", "left", "smiling", "?"],
-        ),
+        ("Is the man on the left smiling?", &["is", "the", "man", "on", "the", "left", "smiling", "?"]),
         (
             "A crowd of 1,000 people watch the parade [downtown] {maybe}",
-            &[
-                "a", "crowd", "of", "1,000", "people", "watch", "the", "parade", "[", "downtown",
-                "]", "{", "maybe", "}",
-            ],
+            &["a", "crowd", "of", "1,000", "people", "watch", "the", "parade", "[", "downtown", "]", "{", "maybe", "}"],
         ),
         (
             "The players' uniforms are red -- and white",
-            &[
-                "the", "players", "'", "uniforms", "are", "red", "--", "and", "white",
-            ],
+            &["the", "players", "'", "uniforms", "are", "red", "--", "and", "white"],
         ),
         (
             "A man who cannot swim is gonna jump in.",
-            &[
-                "a", "man", "who", "can", "not", "swim", "is", "gon", "na", "jump", "in", ".",
-            ],
+            &["a", "man", "who", "can", "not", "swim", "is", "gon", "na", "jump", "in", "."],
         ),
         (
             "Two women in 'traditional' dress dance.",
-            &[
-                "two",
-                "women",
-                "in",
-                "'",
-                "traditional",
-                "'",
-                "dress",
-                "dance",
-                ".",
-            ],
+            &["two", "women", "in", "'", "traditional", "'", "dress", "dance", "."],
         ),
-        (
-            "The letter a. is painted on the wall",
-            &["the", "letter", "a.", "is", "painted", "on", "the", "wall"],
-        ),
+        ("The letter a. is painted on the wall", &["the", "letter", "a.", "is", "painted", "on", "the", "wall"]),
         (
             "A brown dog is running through the grass.   ",
-            &[
-                "a", "brown", "dog", "is", "running", "through", "the", "grass", ".",
-            ],
+            &["a", "brown", "dog", "is", "running", "through", "the", "grass", "."],
         ),
-        (
-            "The dog is ok. It runs.",
-            &["the", "dog", "is", "ok.", "it", "runs", "."],
-        ),
-        (
-            "He shouted \"go!\" and ran.",
-            &["he", "shouted", "``", "go", "!", "''", "and", "ran", "."],
-        ),
+        ("The dog is ok. It runs.", &["the", "dog", "is", "ok.", "it", "runs", "."]),
+        ("He shouted \"go!\" and ran.", &["he", "shouted", "``", "go", "!", "''", "and", "ran", "."]),
         (
             "A 3.5 year old girl eats a hot-dog at 5 p.m. today.",
-            &[
-                "a", "3.5", "year", "old", "girl", "eats", "a", "hot-dog", "at", "5", "p.m.",
-                "today", ".",
-            ],
+            &["a", "3.5", "year", "old", "girl", "eats", "a", "hot-dog", "at", "5", "p.m.", "today", "."],
         ),
         (
             "Is it raining? Yes, a man holds an umbrella!",
-            &[
-                "is", "it", "raining", "?", "yes", ",", "a", "man", "holds", "an", "umbrella", "!",
-            ],
+            &["is", "it", "raining", "?", "yes", ",", "a", "man", "holds", "an", "umbrella", "!"],
         ),
         (
             "A man with a shirt that says: \"I love NY\"",
-            &[
-                "a", "man", "with", "a", "shirt", "that", "says", ":", "``", "i", "love", "ny",
-                "''",
-            ],
+            &["a", "man", "with", "a", "shirt", "that", "says", ":", "``", "i", "love", "ny", "''"],
         ),
-        (
-            "People at a café in Zürich.",
-            &["people", "at", "a", "café", "in", "zürich", "."],
-        ),
+        ("People at a café in Zürich.", &["people", "at", "a", "café", "in", "zürich", "."]),
         (
             "A girl (age 5.) plays. Her mom watches.",
-            &[
-                "a", "girl", "(", "age", "5", ".", ")", "plays", ".", "her", "mom", "watches", ".",
-            ],
+            &["a", "girl", "(", "age", "5", ".", ")", "plays", ".", "her", "mom", "watches", "."],
         ),
-        (
-            "Men wanna play ball 'til dark.",
-            &["men", "wan", "na", "play", "ball", "'", "til", "dark", "."],
-        ),
+        ("Men wanna play ball 'til dark.", &["men", "wan", "na", "play", "ball", "'", "til", "dark", "."]),
         (
             "A dog.. a cat... 100% cute #pets @home *wow*",
-            &[
-                "a", "dog", "..", "a", "cat", "...", "100", "%", "cute", "#", "pets", "@", "home",
-                "*", "wow", "*",
-            ],
+            &["a", "dog", "..", "a", "cat", "...", "100", "%", "cute", "#", "pets", "@", "home", "*", "wow", "*"],
         ),
     ];
 
@@ -1134,49 +941,25 @@ mod tests {
         for (caption, expected) in CASES {
             let got = tokenize(caption);
             if got != *expected {
-                failures.push(format!(
-                    "caption {caption:?}\n  expected {expected:?}\n  got      {got:?}"
-                ));
+                failures.push(format!("caption {caption:?}\n  expected {expected:?}\n  got      {got:?}"));
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} of {} captions differ:\n{}",
-            failures.len(),
-            CASES.len(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "{} of {} captions differ:\n{}", failures.len(), CASES.len(), failures.join("\n"));
     }
 
     #[test]
     fn sentence_splitting_follows_punkt() {
         let cases: &[(&str, &[&str])] = &[
-            (
-                "a dog runs. a cat sleeps.",
-                &["a dog runs.", "a cat sleeps."],
-            ),
-            (
-                "mr. smith walks. st. mary's is near.",
-                &["mr. smith walks.", "st. mary's is near."],
-            ),
+            ("a dog runs. a cat sleeps.", &["a dog runs.", "a cat sleeps."]),
+            ("mr. smith walks. st. mary's is near.", &["mr. smith walks.", "st. mary's is near."]),
             ("number 5. a man", &["number 5. a man"]),
-            (
-                "a girl (age 5.) plays. her mom",
-                &["a girl (age 5.)", "plays.", "her mom"],
-            ),
-            (
-                "he said \"go.\" then left",
-                &["he said \"go.\"", "then left"],
-            ),
+            ("a girl (age 5.) plays. her mom", &["a girl (age 5.)", "plays.", "her mom"]),
+            ("he said \"go.\" then left", &["he said \"go.\"", "then left"]),
             ("what? no! yes", &["what?", "no!", "yes"]),
             ("   ", &[]),
         ];
         for (text, expected) in cases {
-            assert_eq!(
-                punkt::sentence_strings(text),
-                *expected,
-                "sentences of {text:?}"
-            );
+            assert_eq!(punkt::sentence_strings(text), *expected, "sentences of {text:?}");
         }
     }
 

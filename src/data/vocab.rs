@@ -43,10 +43,7 @@ impl Vocab {
 
     /// Parses the official JSON layout; `source` names it in error messages.
     pub fn from_json_named(json: &str, source: &str) -> Result<Self> {
-        let err = |msg: String| SgrafError::Vocab {
-            path: source.to_string(),
-            msg,
-        };
+        let err = |msg: String| SgrafError::Vocab { path: source.to_string(), msg };
         // serde_json's message ends with "at line L column C".
         let raw: RawVocab = serde_json::from_str(json).map_err(|e| {
             err(format!(
@@ -57,35 +54,22 @@ impl Vocab {
         let n = raw.idx2word.len();
         let mut idx2word: Vec<Option<String>> = vec![None; n];
         for (key, word) in raw.idx2word {
-            let id: usize = key
-                .parse()
-                .map_err(|_| err(format!("idx2word key {key:?} is not a decimal id")))?;
+            let id: usize = key.parse().map_err(|_| err(format!("idx2word key {key:?} is not a decimal id")))?;
             if id >= n {
-                return Err(err(format!(
-                    "idx2word has {n} entries but contains id {id}; ids must be 0..{n}"
-                )));
+                return Err(err(format!("idx2word has {n} entries but contains id {id}; ids must be 0..{n}")));
             }
             if idx2word[id].replace(word).is_some() {
                 return Err(err(format!("idx2word lists id {id} twice (as {key:?})")));
             }
         }
         // Every slot is filled: n distinct ids in 0..n.
-        let idx2word: Vec<String> = idx2word
-            .into_iter()
-            .map(|w| w.unwrap_or_default())
-            .collect();
+        let idx2word: Vec<String> = idx2word.into_iter().map(|w| w.unwrap_or_default()).collect();
 
         if raw.idx != n as i64 {
-            return Err(err(format!(
-                "\"idx\" is {} but idx2word has {n} entries",
-                raw.idx
-            )));
+            return Err(err(format!("\"idx\" is {} but idx2word has {n} entries", raw.idx)));
         }
         if raw.word2idx.len() != n {
-            return Err(err(format!(
-                "word2idx has {} entries but idx2word has {n}",
-                raw.word2idx.len()
-            )));
+            return Err(err(format!("word2idx has {} entries but idx2word has {n}", raw.word2idx.len())));
         }
         let mut word2idx = HashMap::with_capacity(n);
         for (id, word) in idx2word.iter().enumerate() {
@@ -97,9 +81,7 @@ impl Vocab {
                     )))
                 }
                 None => {
-                    return Err(err(format!(
-                        "inconsistent maps: idx2word[{id}] = {word:?} is missing from word2idx"
-                    )))
+                    return Err(err(format!("inconsistent maps: idx2word[{id}] = {word:?} is missing from word2idx")))
                 }
             }
             word2idx.insert(word.clone(), id as u32);
@@ -112,11 +94,7 @@ impl Vocab {
                         "id {id} must be {special:?} (ids 0..3 are <pad>, <start>, <end>, <unk>), found {w:?}"
                     )))
                 }
-                None => {
-                    return Err(err(format!(
-                        "only {n} entries; ids 0..3 must be <pad>, <start>, <end>, <unk>"
-                    )))
-                }
+                None => return Err(err(format!("only {n} entries; ids 0..3 must be <pad>, <start>, <end>, <unk>"))),
             }
         }
         Ok(Vocab { idx2word, word2idx })
@@ -129,10 +107,7 @@ impl Vocab {
         let bytes = std::fs::read(path).map_err(|e| SgrafError::io(path, e))?;
         let text = String::from_utf8(bytes).map_err(|e| SgrafError::Vocab {
             path: path.display().to_string(),
-            msg: format!(
-                "not UTF-8 (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
+            msg: format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
         })?;
         Self::from_json_named(&text, &path.display().to_string())
     }
@@ -171,9 +146,7 @@ mod tests {
         "word2idx": {"<pad>": 0, "<start>": 1, "<end>": 2, "<unk>": 3, "a": 4, "dog": 5, ".": 6}, "idx": 7}"#;
 
     fn err_of(json: &str) -> String {
-        Vocab::from_json_named(json, "vocab.json")
-            .unwrap_err()
-            .to_string()
+        Vocab::from_json_named(json, "vocab.json").unwrap_err().to_string()
     }
 
     #[test]
@@ -192,10 +165,7 @@ mod tests {
     #[test]
     fn parse_error_names_path_and_position() {
         let e = err_of("{\"idx2word\": {\"0\": \"<pad>\",\n  \"1\" \"<start>\"}}");
-        assert!(
-            e.contains("vocab.json") && e.contains("line 2") && e.contains("column"),
-            "{e}"
-        );
+        assert!(e.contains("vocab.json") && e.contains("line 2") && e.contains("column"), "{e}");
         let e = err_of("{\"idx2word\": {}, \"word2idx\": {}}");
         assert!(e.contains("idx"), "{e}");
     }
@@ -226,16 +196,10 @@ mod tests {
     #[test]
     fn specials_must_come_first() {
         let swapped = SMALL
-            .replace(
-                "\"2\": \"<end>\", \"3\": \"<unk>\"",
-                "\"2\": \"<unk>\", \"3\": \"<end>\"",
-            )
+            .replace("\"2\": \"<end>\", \"3\": \"<unk>\"", "\"2\": \"<unk>\", \"3\": \"<end>\"")
             .replace("\"<end>\": 2, \"<unk>\": 3", "\"<end>\": 3, \"<unk>\": 2");
         let e = err_of(&swapped);
-        assert!(
-            e.contains("id 2") && e.contains("<end>") && e.contains("<unk>"),
-            "{e}"
-        );
+        assert!(e.contains("id 2") && e.contains("<end>") && e.contains("<unk>"), "{e}");
 
         let tiny = r#"{"idx2word": {"0": "<pad>", "1": "<start>"}, "word2idx": {"<pad>": 0, "<start>": 1}, "idx": 2}"#;
         let e = err_of(tiny);
@@ -249,9 +213,7 @@ mod tests {
         let path = dir.path().join("f30k_precomp_vocab.json");
         std::fs::write(&path, SMALL).unwrap();
         assert_eq!(Vocab::load(&path).unwrap().len(), 7);
-        let e = Vocab::load(dir.path().join("nope.json"))
-            .unwrap_err()
-            .to_string();
+        let e = Vocab::load(dir.path().join("nope.json")).unwrap_err().to_string();
         assert!(e.contains("nope.json"), "{e}");
     }
 

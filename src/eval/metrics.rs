@@ -58,13 +58,7 @@ impl Recall {
             m => (sorted[m / 2 - 1] as f64 + sorted[m / 2] as f64) / 2.0,
         };
         let mean = ranks.iter().map(|&r| r as f64).sum::<f64>() / n;
-        Recall {
-            r1: recall_at(1),
-            r5: recall_at(5),
-            r10: recall_at(10),
-            medr: median.floor() + 1.0,
-            meanr: mean + 1.0,
-        }
+        Recall { r1: recall_at(1), r5: recall_at(5), r10: recall_at(10), medr: median.floor() + 1.0, meanr: mean + 1.0 }
     }
 
     /// Element-wise mean of several results (used by the 5-fold protocol).
@@ -89,13 +83,7 @@ impl From<Recall> for [f64; 5] {
 
 impl From<[f64; 5]> for Recall {
     fn from(a: [f64; 5]) -> Self {
-        Recall {
-            r1: a[0],
-            r5: a[1],
-            r10: a[2],
-            medr: a[3],
-            meanr: a[4],
-        }
+        Recall { r1: a[0], r5: a[1], r10: a[2], medr: a[3], meanr: a[4] }
     }
 }
 
@@ -129,9 +117,7 @@ impl Block<'_> {
 /// Checks the matrix size, the caption ↔ image layout and that no score is NaN.
 fn check(sims: &[f32], n_images: usize, n_captions: usize, im_div: usize) -> Result<()> {
     if n_images == 0 || n_captions == 0 {
-        return Err(SgrafError::Input(format!(
-            "empty score matrix ({n_images} images × {n_captions} captions)"
-        )));
+        return Err(SgrafError::Input(format!("empty score matrix ({n_images} images × {n_captions} captions)")));
     }
     if n_images.checked_mul(n_captions) != Some(sims.len()) {
         return Err(SgrafError::Input(format!(
@@ -162,10 +148,7 @@ fn i2t_ranks(b: Block, im_div: usize) -> Vec<usize> {
         .map(|i| {
             let row = b.row(i);
             // Best ground truth: the highest-scored of the image's captions.
-            let best = row[im_div * i..im_div * (i + 1)]
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
+            let best = row[im_div * i..im_div * (i + 1)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
             row.iter().filter(|&&s| s > best).count()
         })
         .collect()
@@ -188,50 +171,28 @@ fn t2i_ranks(b: Block, im_div: usize) -> Vec<usize> {
 fn metrics_of_block(b: Block, im_div: usize) -> Metrics {
     let i2t = Recall::from_ranks(&i2t_ranks(b, im_div));
     let t2i = Recall::from_ranks(&t2i_ranks(b, im_div));
-    Metrics {
-        i2t,
-        t2i,
-        rsum: i2t.sum() + t2i.sum(),
-    }
+    Metrics { i2t, t2i, rsum: i2t.sum() + t2i.sum() }
 }
 
 fn whole(sims: &[f32], n_images: usize, n_captions: usize) -> Block<'_> {
-    Block {
-        data: sims,
-        stride: n_captions,
-        r0: 0,
-        c0: 0,
-        rows: n_images,
-        cols: n_captions,
-    }
+    Block { data: sims, stride: n_captions, r0: 0, c0: 0, rows: n_images, cols: n_captions }
 }
 
 /// Image → text recall (sentence retrieval) of `sims` `[n_images, n_captions]`.
 pub fn i2t(sims: &[f32], n_images: usize, n_captions: usize, im_div: usize) -> Result<Recall> {
     check(sims, n_images, n_captions, im_div)?;
-    Ok(Recall::from_ranks(&i2t_ranks(
-        whole(sims, n_images, n_captions),
-        im_div,
-    )))
+    Ok(Recall::from_ranks(&i2t_ranks(whole(sims, n_images, n_captions), im_div)))
 }
 
 /// Text → image recall (image retrieval) of `sims` `[n_images, n_captions]`.
 pub fn t2i(sims: &[f32], n_images: usize, n_captions: usize, im_div: usize) -> Result<Recall> {
     check(sims, n_images, n_captions, im_div)?;
-    Ok(Recall::from_ranks(&t2i_ranks(
-        whole(sims, n_images, n_captions),
-        im_div,
-    )))
+    Ok(Recall::from_ranks(&t2i_ranks(whole(sims, n_images, n_captions), im_div)))
 }
 
 /// Full evaluation of `sims` `[n_images, n_captions]` (Flickr30K test,
 /// COCO 5K): both directions and rsum.
-pub fn evaluate(
-    sims: &[f32],
-    n_images: usize,
-    n_captions: usize,
-    im_div: usize,
-) -> Result<Metrics> {
+pub fn evaluate(sims: &[f32], n_images: usize, n_captions: usize, im_div: usize) -> Result<Metrics> {
     check(sims, n_images, n_captions, im_div)?;
     Ok(metrics_of_block(whole(sims, n_images, n_captions), im_div))
 }
@@ -247,11 +208,7 @@ pub fn fold5(sims: &[f32], n_images: usize, n_captions: usize) -> Result<Metrics
 }
 
 /// As [`fold5`], also returning the metrics of each fold.
-pub fn fold5_each(
-    sims: &[f32],
-    n_images: usize,
-    n_captions: usize,
-) -> Result<(Vec<Metrics>, Metrics)> {
+pub fn fold5_each(sims: &[f32], n_images: usize, n_captions: usize) -> Result<(Vec<Metrics>, Metrics)> {
     if n_images == 0 || !n_images.is_multiple_of(5) || !n_captions.is_multiple_of(n_images) {
         return Err(SgrafError::Input(format!(
             "5-fold evaluation needs a number of images divisible by 5 and the same number of \
@@ -264,14 +221,7 @@ pub fn fold5_each(
     let (rows, cols) = (n_images / 5, n_captions / 5);
     let folds: Vec<Metrics> = (0..5)
         .map(|f| {
-            let block = Block {
-                data: sims,
-                stride: n_captions,
-                r0: f * rows,
-                c0: f * cols,
-                rows,
-                cols,
-            };
+            let block = Block { data: sims, stride: n_captions, r0: f * rows, c0: f * cols, rows, cols };
             metrics_of_block(block, im_div)
         })
         .collect();
@@ -289,11 +239,7 @@ pub fn fold5_each(
 /// score matrices of the same split, `(a + b) / 2`.
 pub fn ensemble(a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
     if a.len() != b.len() {
-        return Err(SgrafError::Input(format!(
-            "cannot average score matrices of {} and {} values",
-            a.len(),
-            b.len()
-        )));
+        return Err(SgrafError::Input(format!("cannot average score matrices of {} and {} values", a.len(), b.len())));
     }
     Ok(a.iter().zip(b).map(|(&x, &y)| 0.5 * (x + y)).collect())
 }
@@ -310,13 +256,7 @@ mod tests {
         let g: [f64; 5] = got.into();
         let names = ["R@1", "R@5", "R@10", "medr", "meanr"];
         for k in 0..5 {
-            assert!(
-                close(g[k], want[k]),
-                "{what} {}: got {}, want {}",
-                names[k],
-                g[k],
-                want[k]
-            );
+            assert!(close(g[k], want[k]), "{what} {}: got {}, want {}", names[k], g[k], want[k]);
         }
     }
 
@@ -365,23 +305,11 @@ mod tests {
         ];
         let m = evaluate(&s, 3, 3, 1).unwrap();
         // i2t ranks [0, 2, 2]: R@1 33.3.., R@5 100, medr 3, meanr 1 + 4/3.
-        assert_recall(
-            m.i2t,
-            [100.0 / 3.0, 100.0, 100.0, 3.0, 1.0 + 4.0 / 3.0],
-            "i2t",
-        );
+        assert_recall(m.i2t, [100.0 / 3.0, 100.0, 100.0, 3.0, 1.0 + 4.0 / 3.0], "i2t");
         // t2i, column k vs image k: col 0 [0.9,0.7,0.5] -> 0; col 1 [0.1,0.2,0.6] -> 1;
         // col 2 [0.8,0.3,0.4] -> image 2 (0.4) beaten by 0.8 -> 1. Ranks [0,1,1].
-        assert_recall(
-            m.t2i,
-            [100.0 / 3.0, 100.0, 100.0, 2.0, 1.0 + 2.0 / 3.0],
-            "t2i",
-        );
-        assert!(
-            close(m.rsum, 100.0 / 3.0 + 200.0 + 100.0 / 3.0 + 200.0),
-            "rsum {}",
-            m.rsum
-        );
+        assert_recall(m.t2i, [100.0 / 3.0, 100.0, 100.0, 2.0, 1.0 + 2.0 / 3.0], "t2i");
+        assert!(close(m.rsum, 100.0 / 3.0 + 200.0 + 100.0 / 3.0 + 200.0), "rsum {}", m.rsum);
     }
 
     #[test]
@@ -415,11 +343,7 @@ mod tests {
         // One strictly larger competitor and one tie: rank 1.
         let s = [1.0f32, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         let r = i2t(&s, 3, 3, 1).unwrap();
-        assert_eq!(
-            i2t_ranks(whole(&s, 3, 3), 1),
-            vec![1, 0, 0],
-            "ranks with a tie, got r = {r:?}"
-        );
+        assert_eq!(i2t_ranks(whole(&s, 3, 3), 1), vec![1, 0, 0], "ranks with a tie, got r = {r:?}");
     }
 
     #[test]
@@ -433,11 +357,7 @@ mod tests {
             "ranks 0..=20",
         );
         // Even count: median of [2, 3, 8, 9] = 5.5 -> floor 5 -> 6; mean 5.5 -> 6.5.
-        assert_recall(
-            Recall::from_ranks(&[9, 2, 8, 3]),
-            [0.0, 50.0, 100.0, 6.0, 6.5],
-            "even count",
-        );
+        assert_recall(Recall::from_ranks(&[9, 2, 8, 3]), [0.0, 50.0, 100.0, 6.0, 6.5], "even count");
     }
 
     /// A block of `m` images × `5m` captions (5 per image) in which the i2t
@@ -458,11 +378,7 @@ mod tests {
                 s[i * n + k] = truth(i);
             }
             // Row-only competitors: the first i2t_rank[i] captions of later images.
-            assert!(
-                i2t_rank[i] <= 5 * (m - 1 - i),
-                "i2t rank {} impossible for image {i}",
-                i2t_rank[i]
-            );
+            assert!(i2t_rank[i] <= 5 * (m - 1 - i), "i2t rank {} impossible for image {i}", i2t_rank[i]);
             for k in 5 * (i + 1)..5 * (i + 1) + i2t_rank[i] {
                 s[i * n + k] = truth(i) + 0.5;
             }
@@ -499,17 +415,9 @@ mod tests {
         for (f, (i2t_r, t2i_r)) in specs.iter().enumerate() {
             let b = block(m, i2t_r, t2i_r);
             // The builder gives the ranks asked for.
-            assert_eq!(
-                i2t_ranks(whole(&b, m, 5 * m), 5),
-                i2t_r.to_vec(),
-                "fold {f} i2t ranks"
-            );
+            assert_eq!(i2t_ranks(whole(&b, m, 5 * m), 5), i2t_r.to_vec(), "fold {f} i2t ranks");
             let want_t2i: Vec<usize> = (0..5 * m).map(|k| t2i_r[k / 5]).collect();
-            assert_eq!(
-                t2i_ranks(whole(&b, m, 5 * m), 5),
-                want_t2i,
-                "fold {f} t2i ranks"
-            );
+            assert_eq!(t2i_ranks(whole(&b, m, 5 * m), 5), want_t2i, "fold {f} t2i ranks");
             expected.push(evaluate(&b, m, 5 * m, 5).unwrap());
             for i in 0..m {
                 let dst = (f * m + i) * n_cap + f * 5 * m;
@@ -533,43 +441,15 @@ mod tests {
         // median (0+5)/2 = 2.5 -> 3, mean 17/4 -> 5.25.
         assert_recall(folds[4].i2t, [50.0, 50.0, 75.0, 3.0, 5.25], "fold 4 i2t");
         // Means over the folds.
-        assert!(
-            close(mean.i2t.r1, 70.0),
-            "mean i2t R@1 {}, want 70",
-            mean.i2t.r1
-        );
-        assert!(
-            close(mean.i2t.r10, 95.0),
-            "mean i2t R@10 {}, want 95",
-            mean.i2t.r10
-        );
-        assert!(
-            close(mean.i2t.medr, 1.6),
-            "mean i2t medr {}, want 1.6",
-            mean.i2t.medr
-        );
-        assert!(
-            close(mean.t2i.r1, 75.0),
-            "mean t2i R@1 {}, want 75",
-            mean.t2i.r1
-        );
+        assert!(close(mean.i2t.r1, 70.0), "mean i2t R@1 {}, want 70", mean.i2t.r1);
+        assert!(close(mean.i2t.r10, 95.0), "mean i2t R@10 {}, want 95", mean.i2t.r10);
+        assert!(close(mean.i2t.medr, 1.6), "mean i2t medr {}, want 1.6", mean.i2t.medr);
+        assert!(close(mean.t2i.r1, 75.0), "mean t2i R@1 {}, want 75", mean.t2i.r1);
         let true_rsum = expected.iter().map(|m| m.rsum).sum::<f64>() / 5.0;
-        assert!(
-            close(mean.rsum, true_rsum),
-            "rsum {} vs mean of fold rsums {}",
-            mean.rsum,
-            true_rsum
-        );
-        assert!(
-            close(mean.rsum, mean.i2t.sum() + mean.t2i.sum()),
-            "rsum {} is not the sum of mean recalls",
-            mean.rsum
-        );
+        assert!(close(mean.rsum, true_rsum), "rsum {} vs mean of fold rsums {}", mean.rsum, true_rsum);
+        assert!(close(mean.rsum, mean.i2t.sum() + mean.t2i.sum()), "rsum {} is not the sum of mean recalls", mean.rsum);
         // The official printout's "rsum" would be 6 × mean i2t average recall.
-        assert!(
-            !close(mean.rsum, 2.0 * mean.i2t.sum()),
-            "test should separate the true rsum from the buggy one"
-        );
+        assert!(!close(mean.rsum, 2.0 * mean.i2t.sum()), "test should separate the true rsum from the buggy one");
         assert_eq!(fold5(&sims, n_img, n_cap).unwrap(), mean);
     }
 
@@ -580,17 +460,11 @@ mod tests {
         let e = evaluate(&[0.0; 8], 2, 4, 5).unwrap_err().to_string();
         assert!(e.contains("4 captions") && e.contains("5 per image"), "{e}");
         let e = fold5(&[0.0; 4 * 20], 4, 20).unwrap_err().to_string();
-        assert!(
-            e.contains("divisible by 5") && e.contains("4 images"),
-            "{e}"
-        );
+        assert!(e.contains("divisible by 5") && e.contains("4 images"), "{e}");
         let mut s = vec![0.0f32; 9];
         s[5] = f32::NAN;
         let e = evaluate(&s, 3, 3, 1).unwrap_err().to_string();
-        assert!(
-            e.contains("NaN") && e.contains("image 1") && e.contains("caption 2"),
-            "{e}"
-        );
+        assert!(e.contains("NaN") && e.contains("image 1") && e.contains("caption 2"), "{e}");
         let e = ensemble(&[0.0; 3], &[0.0; 4]).unwrap_err().to_string();
         assert!(e.contains("3") && e.contains("4"), "{e}");
     }
@@ -605,27 +479,12 @@ mod tests {
     #[test]
     fn serialises_as_arrays() {
         let m = Metrics {
-            i2t: Recall {
-                r1: 1.0,
-                r5: 2.0,
-                r10: 3.0,
-                medr: 4.0,
-                meanr: 5.5,
-            },
-            t2i: Recall {
-                r1: 6.0,
-                r5: 7.0,
-                r10: 8.0,
-                medr: 1.0,
-                meanr: 2.0,
-            },
+            i2t: Recall { r1: 1.0, r5: 2.0, r10: 3.0, medr: 4.0, meanr: 5.5 },
+            t2i: Recall { r1: 6.0, r5: 7.0, r10: 8.0, medr: 1.0, meanr: 2.0 },
             rsum: 27.0,
         };
         let j = serde_json::to_string(&m).unwrap();
-        assert_eq!(
-            j,
-            r#"{"i2t":[1.0,2.0,3.0,4.0,5.5],"t2i":[6.0,7.0,8.0,1.0,2.0],"rsum":27.0}"#
-        );
+        assert_eq!(j, r#"{"i2t":[1.0,2.0,3.0,4.0,5.5],"t2i":[6.0,7.0,8.0,1.0,2.0],"rsum":27.0}"#);
         let back: Metrics = serde_json::from_str(&j).unwrap();
         assert_eq!(back, m);
     }

@@ -59,9 +59,7 @@ pub struct GpuContext {
 
 impl std::fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GpuContext")
-            .field("adapter", &self.describe())
-            .finish()
+        f.debug_struct("GpuContext").field("adapter", &self.describe()).finish()
     }
 }
 
@@ -97,8 +95,7 @@ impl GpuContext {
     /// as lavapipe/llvmpipe and report [`SgrafError::NoGpu`] instead (used by
     /// `--backend auto`, which then falls back to the CPU backend).
     pub async fn new(require_hardware: bool) -> Result<GpuContext> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance, require_hardware).await?;
         let info = adapter.get_info();
         if require_hardware && info.device_type == wgpu::DeviceType::Cpu {
@@ -112,8 +109,7 @@ impl GpuContext {
         let mut limits = wgpu::Limits::default().or_worse_values_from(&adapter_limits);
         limits.max_storage_buffer_binding_size = adapter_limits.max_storage_buffer_binding_size;
         limits.max_buffer_size = adapter_limits.max_buffer_size;
-        limits.max_compute_workgroups_per_dimension =
-            adapter_limits.max_compute_workgroups_per_dimension;
+        limits.max_compute_workgroups_per_dimension = adapter_limits.max_compute_workgroups_per_dimension;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("sgraf"),
@@ -181,11 +177,7 @@ impl GpuContext {
     pub fn kernel(&self, shader: &Shader, entry: &'static str, storage: &[Access]) -> Arc<Kernel> {
         let key = (shader.name, entry);
         if let Some(k) = self.kernels.lock().unwrap().get(&key) {
-            debug_assert_eq!(
-                k.storage, storage,
-                "{}::{entry} bound differently",
-                shader.name
-            );
+            debug_assert_eq!(k.storage, storage, "{}::{entry} bound differently", shader.name);
             return k.clone();
         }
         let module = self.module(shader);
@@ -205,9 +197,7 @@ impl GpuContext {
                 binding: i as u32 + 1,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage {
-                        read_only: *a == Access::Read,
-                    },
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
@@ -216,37 +206,25 @@ impl GpuContext {
         }
         let layout = self
             .device
-            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(&label),
-                entries: &entries,
-            });
-        let pipeline_layout = self
-            .device
-            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(&label),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[],
-                    // Every kernel writes its workgroup memory before reading it.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            });
-        let k = Arc::new(Kernel {
-            pipeline,
-            layout,
-            storage: storage.to_vec(),
-            label,
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let pipeline_layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
         });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let k = Arc::new(Kernel { pipeline, layout, storage: storage.to_vec(), label });
         self.kernels.lock().unwrap().insert(key, k.clone());
         k
     }
@@ -256,13 +234,10 @@ impl GpuContext {
         modules
             .entry(shader.name)
             .or_insert_with(|| {
-                Arc::new(
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(shader.name),
-                            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                        }),
-                )
+                Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name),
+                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                }))
             })
             .clone()
     }
@@ -282,49 +257,30 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) {
-        assert_eq!(
-            buffers.len(),
-            kernel.storage.len(),
-            "{}: wrong number of buffers",
-            kernel.label
-        );
+        assert_eq!(buffers.len(), kernel.storage.len(), "{}: wrong number of buffers", kernel.label);
         if groups.contains(&0) {
             return;
         }
         let max = self.max_groups();
-        assert!(
-            groups.iter().all(|&g| g <= max),
-            "{}: grid {groups:?} over the limit {max}",
-            kernel.label
-        );
+        assert!(groups.iter().all(|&g| g <= max), "{}: grid {groups:?} over the limit {max}", kernel.label);
         let mut bytes = bytemuck::bytes_of(params).to_vec();
         bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(&kernel.label),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(&kernel.label),
+            contents: &bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
         for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&kernel.label),
             layout: &kernel.layout,
             entries: &entries,
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&kernel.label),
-            timestamp_writes: None,
-        });
+        let mut pass = encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&kernel.label), timestamp_writes: None });
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
@@ -345,8 +301,7 @@ impl GpuContext {
 
     /// A new command encoder.
     pub fn encoder(&self, label: &str) -> wgpu::CommandEncoder {
-        self.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     }
 
     /// Submit an encoder's commands.
@@ -357,10 +312,7 @@ impl GpuContext {
     /// Fail with [`SgrafError::Input`] when a buffer of `bytes` bytes cannot
     /// be bound as one storage binding on this device.
     pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let max = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if bytes > max {
             return Err(SgrafError::Input(format!(
                 "{what} needs {bytes} bytes in one GPU buffer but this device allows {max}; \
@@ -372,19 +324,16 @@ impl GpuContext {
 }
 
 async fn pick_adapter(instance: &wgpu::Instance, require_hardware: bool) -> Result<wgpu::Adapter> {
+    #[cfg(target_arch = "wasm32")]
+    let _ = require_hardware; // the browser picks; a software adapter is refused by the caller
     #[cfg(not(target_arch = "wasm32"))]
     {
         let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
         if let Ok(want) = std::env::var("WGPU_ADAPTER_NAME") {
             let want = want.to_lowercase();
-            return adapters
-                .into_iter()
-                .find(|a| a.get_info().name.to_lowercase().contains(&want))
-                .ok_or_else(|| {
-                    SgrafError::NoGpu(format!(
-                        "WGPU_ADAPTER_NAME={want} matches no adapter; {NO_GPU_HINT}"
-                    ))
-                });
+            return adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want)).ok_or_else(|| {
+                SgrafError::NoGpu(format!("WGPU_ADAPTER_NAME={want} matches no adapter; {NO_GPU_HINT}"))
+            });
         }
         if require_hardware {
             // Prefer a discrete, then an integrated GPU, over anything else.
@@ -395,10 +344,8 @@ async fn pick_adapter(instance: &wgpu::Instance, require_hardware: bool) -> Resu
                 wgpu::DeviceType::Other => 3,
                 wgpu::DeviceType::Cpu => 4,
             };
-            if let Some(a) = adapters
-                .into_iter()
-                .filter(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
-                .min_by_key(rank)
+            if let Some(a) =
+                adapters.into_iter().filter(|a| a.get_info().device_type != wgpu::DeviceType::Cpu).min_by_key(rank)
             {
                 return Ok(a);
             }
@@ -406,8 +353,7 @@ async fn pick_adapter(instance: &wgpu::Instance, require_hardware: bool) -> Resu
     }
     instance
         .request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::from_env()
-                .unwrap_or(wgpu::PowerPreference::HighPerformance),
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
             force_fallback_adapter: false,
             compatible_surface: None,
             ..Default::default()

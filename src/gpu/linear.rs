@@ -8,10 +8,7 @@ use super::context::{Access, GpuContext, Shader};
 use super::tensor::GpuTensor;
 use crate::error::{Result, SgrafError};
 
-pub const SHADER: Shader = Shader {
-    name: "linear",
-    source: include_str!("../../shaders/linear.wgsl"),
-};
+pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../shaders/linear.wgsl") };
 
 const TILE: usize = 128;
 
@@ -144,8 +141,7 @@ struct Params {
 }
 
 fn u32_of(what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v)
-        .map_err(|_| SgrafError::Input(format!("linear: {what} = {v} does not fit in u32")))
+    u32::try_from(v).map_err(|_| SgrafError::Input(format!("linear: {what} = {v} does not fit in u32")))
 }
 
 /// Last element touched by a strided operand plus one (0 when empty).
@@ -176,14 +172,10 @@ pub fn gemm(
     g: &Gemm,
 ) -> Result<()> {
     if g.x_div == 0 || g.sqdiff.is_some_and(|d| d.modulus == 0) {
-        return Err(SgrafError::Input(format!(
-            "linear: zero row divisor or modulus in {g:?}"
-        )));
+        return Err(SgrafError::Input(format!("linear: zero row divisor or modulus in {g:?}")));
     }
     if g.sqdiff.is_some() != x2.is_some() {
-        return Err(SgrafError::Input(
-            "linear: x2 must be given exactly when sqdiff is set".into(),
-        ));
+        return Err(SgrafError::Input("linear: x2 must be given exactly when sqdiff is set".into()));
     }
     let (wr, wc) = if g.trans_w { (g.n, g.k) } else { (g.k, g.n) };
     let x_rows = if g.m == 0 { 0 } else { (g.m - 1) / g.x_div + 1 };
@@ -193,32 +185,14 @@ pub fn gemm(
     };
     let checks = [
         ("x2", x2_need, x2.map_or(0, |t| t.numel())),
-        (
-            "x",
-            extent(g.x_off, g.batch, g.x_bstride, x_rows, g.ldx, g.k),
-            x.numel(),
-        ),
-        (
-            "w",
-            extent(g.w_off, g.batch, g.w_bstride, wr, g.ldw, wc),
-            w.numel(),
-        ),
-        (
-            "y",
-            extent(g.y_off, g.batch, g.y_bstride, g.m, g.ldy, g.n),
-            y.numel(),
-        ),
-        (
-            "bias",
-            bias.map_or(0, |_| if g.n == 0 { 0 } else { g.b_off + g.n }),
-            bias.map_or(0, |b| b.numel()),
-        ),
+        ("x", extent(g.x_off, g.batch, g.x_bstride, x_rows, g.ldx, g.k), x.numel()),
+        ("w", extent(g.w_off, g.batch, g.w_bstride, wr, g.ldw, wc), w.numel()),
+        ("y", extent(g.y_off, g.batch, g.y_bstride, g.m, g.ldy, g.n), y.numel()),
+        ("bias", bias.map_or(0, |_| if g.n == 0 { 0 } else { g.b_off + g.n }), bias.map_or(0, |b| b.numel())),
     ];
     for (what, need, have) in checks {
         if need > have {
-            return Err(SgrafError::Input(format!(
-                "linear: {what} needs {need} elements for {g:?} but holds {have}"
-            )));
+            return Err(SgrafError::Input(format!("linear: {what} needs {need} elements for {g:?} but holds {have}")));
         }
     }
     if g.m == 0 || g.n == 0 || g.batch == 0 {
@@ -247,11 +221,7 @@ pub fn gemm(
     if g.x_div != 1 {
         flags |= 256;
     }
-    let d = g.sqdiff.unwrap_or(SqDiff {
-        off: 0,
-        ld: 0,
-        modulus: 1,
-    });
+    let d = g.sqdiff.unwrap_or(SqDiff { off: 0, ld: 0, modulus: 1 });
     let params = Params {
         m: u32_of("m", g.m)?,
         n: u32_of("n", g.n)?,
@@ -281,23 +251,11 @@ pub fn gemm(
     let kernel = ctx.kernel(
         &SHADER,
         "linear_forward",
-        &[
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::ReadWrite,
-            Access::Read,
-        ],
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Read],
     );
     let b = bias.map_or(ctx.dummy(), |b| &b.buffer);
     let x2 = x2.map_or(ctx.dummy(), |t| &t.buffer);
-    ctx.dispatch(
-        encoder,
-        &kernel,
-        &params,
-        &[&x.buffer, &w.buffer, b, &y.buffer, x2],
-        grid.map(|v| v as u32),
-    );
+    ctx.dispatch(encoder, &kernel, &params, &[&x.buffer, &w.buffer, b, &y.buffer, x2], grid.map(|v| v as u32));
     Ok(())
 }
 
@@ -325,41 +283,20 @@ pub fn forward_act(
     act: Activation,
 ) -> Result<()> {
     if w.shape.len() != 2 {
-        return Err(SgrafError::Input(format!(
-            "linear: weight shape {:?} is not [out, in]",
-            w.shape
-        )));
+        return Err(SgrafError::Input(format!("linear: weight shape {:?} is not [out, in]", w.shape)));
     }
     let (n, k) = (w.shape[0], w.shape[1]);
     if x.shape.last() != Some(&k) {
-        return Err(SgrafError::Input(format!(
-            "linear: input shape {:?} does not end in {k}",
-            x.shape
-        )));
+        return Err(SgrafError::Input(format!("linear: input shape {:?} does not end in {k}", x.shape)));
     }
     let m = x.numel() / k.max(1);
     if let Some(b) = b {
         b.expect_shape("linear bias", &[n])?;
     }
     if y.numel() != m * n || y.shape.last() != Some(&n) {
-        return Err(SgrafError::Input(format!(
-            "linear: output shape {:?}, expected [{m}, {n}]",
-            y.shape
-        )));
+        return Err(SgrafError::Input(format!("linear: output shape {:?}, expected [{m}, {n}]", y.shape)));
     }
-    gemm(
-        ctx,
-        encoder,
-        x,
-        w,
-        b,
-        y,
-        None,
-        &Gemm {
-            act,
-            ..Gemm::linear(m, k, n)
-        },
-    )
+    gemm(ctx, encoder, x, w, b, y, None, &Gemm { act, ..Gemm::linear(m, k, n) })
 }
 
 /// Batched product `y [B, m, n] = x [B, m, k] · w [B, k, n]` (or `w [B, n, k]`
@@ -382,19 +319,14 @@ pub fn batched_forward(
             if trans_w { "n, k" } else { "k, n" }
         ))
     };
-    if y.shape.len() != 3 || !(2..=3).contains(&x.shape.len()) || !(2..=3).contains(&w.shape.len())
-    {
+    if y.shape.len() != 3 || !(2..=3).contains(&x.shape.len()) || !(2..=3).contains(&w.shape.len()) {
         return Err(bad());
     }
     let (batch, m, n) = (y.shape[0], y.shape[1], y.shape[2]);
     let xs = &x.shape[x.shape.len() - 2..];
     let ws = &w.shape[w.shape.len() - 2..];
     let k = xs[1];
-    let (wk, wn) = if trans_w {
-        (ws[1], ws[0])
-    } else {
-        (ws[0], ws[1])
-    };
+    let (wk, wn) = if trans_w { (ws[1], ws[0]) } else { (ws[0], ws[1]) };
     if xs[0] != m || wk != k || wn != n {
         return Err(bad());
     }

@@ -55,8 +55,7 @@ impl GpuBatchNorm {
 
     /// Reads the parameters and running statistics back.
     pub async fn download(&self, ctx: &GpuContext) -> Result<BatchNorm> {
-        let mut v =
-            read_f32_many(ctx, &[&self.weight, &self.bias, &self.running_mean, &self.running_var]).await?;
+        let mut v = read_f32_many(ctx, &[&self.weight, &self.bias, &self.running_mean, &self.running_var]).await?;
         let running_var = v.pop().unwrap_or_default();
         let running_mean = v.pop().unwrap_or_default();
         let bias = v.pop().unwrap_or_default();
@@ -216,13 +215,25 @@ pub struct GpuLayout {
     pub word_off: GpuTensor, // [n_cap + 1]
     pub node_off: GpuTensor, // [n_cap + 1]
     pub word_cap: GpuTensor, // [n_words], caption of each packed word row
+    /// `[n_cap + 1]`: offset of caption c's `(L_c+1)²` SGR attention block
+    /// among one image's blocks.
+    pub sq_off: GpuTensor,
+    /// `Σ_c (L_c+1)²`, attention entries per image.
+    pub sq_total: usize,
 }
 
 impl GpuLayout {
     pub fn upload(ctx: &GpuContext, lay: &TileLayout) -> Result<Self> {
         let u = |v: &[usize]| v.iter().map(|&x| x as u32).collect::<Vec<u32>>();
         let n_cap = lay.n_cap();
+        let mut sq_off = vec![0usize];
+        for c in 0..n_cap {
+            let m = lay.nodes(c).len();
+            sq_off.push(sq_off[c] + m * m);
+        }
         Ok(GpuLayout {
+            sq_total: sq_off[n_cap],
+            sq_off: GpuTensor::upload_u32(ctx, &u(&sq_off), &[n_cap + 1])?,
             host: lay.clone(),
             lengths: GpuTensor::upload_u32(ctx, &u(&lay.lengths), &[n_cap])?,
             word_off: GpuTensor::upload_u32(ctx, &u(&lay.word_off), &[n_cap + 1])?,

@@ -29,22 +29,15 @@ pub struct GpuTensor {
     pub dtype: DType,
 }
 
-const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
-    .union(wgpu::BufferUsages::COPY_SRC)
-    .union(wgpu::BufferUsages::COPY_DST);
+const USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
 
 fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
 impl GpuTensor {
-    fn from_bytes(
-        ctx: &GpuContext,
-        bytes: &[u8],
-        shape: &[usize],
-        dtype: DType,
-        label: &str,
-    ) -> Result<Self> {
+    fn from_bytes(ctx: &GpuContext, bytes: &[u8], shape: &[usize], dtype: DType, label: &str) -> Result<Self> {
         ctx.check_binding_size(label, bytes.len() as u64)?;
         let buffer = if bytes.is_empty() {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -54,42 +47,25 @@ impl GpuTensor {
                 mapped_at_creation: false,
             })
         } else {
-            ctx.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytes,
-                    usage: USAGE,
-                })
+            ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: USAGE,
+            })
         };
-        Ok(GpuTensor {
-            buffer,
-            shape: shape.to_vec(),
-            dtype,
-        })
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype })
     }
 
     /// Upload `data` (row-major, `shape.product()` values).
     pub fn upload_f32(ctx: &GpuContext, data: &[f32], shape: &[usize]) -> Result<Self> {
         check_len("upload_f32", data.len(), shape)?;
-        Self::from_bytes(
-            ctx,
-            bytemuck::cast_slice(data),
-            shape,
-            DType::F32,
-            "f32 tensor",
-        )
+        Self::from_bytes(ctx, bytemuck::cast_slice(data), shape, DType::F32, "f32 tensor")
     }
 
     /// Upload `data` (row-major, `shape.product()` values).
     pub fn upload_u32(ctx: &GpuContext, data: &[u32], shape: &[usize]) -> Result<Self> {
         check_len("upload_u32", data.len(), shape)?;
-        Self::from_bytes(
-            ctx,
-            bytemuck::cast_slice(data),
-            shape,
-            DType::U32,
-            "u32 tensor",
-        )
+        Self::from_bytes(ctx, bytemuck::cast_slice(data), shape, DType::U32, "u32 tensor")
     }
 
     /// A zero-filled tensor.
@@ -103,11 +79,7 @@ impl GpuTensor {
             usage: USAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor {
-            buffer,
-            shape: shape.to_vec(),
-            dtype,
-        })
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype })
     }
 
     /// Overwrite the whole tensor from the host (queued; takes effect at the
@@ -115,8 +87,7 @@ impl GpuTensor {
     pub fn write_f32(&self, ctx: &GpuContext, data: &[f32]) -> Result<()> {
         check_len("write_f32", data.len(), &self.shape)?;
         if !data.is_empty() {
-            ctx.queue
-                .write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
+            ctx.queue.write_buffer(&self.buffer, 0, bytemuck::cast_slice(data));
         }
         Ok(())
     }
@@ -134,10 +105,7 @@ impl GpuTensor {
     /// Fail with [`SgrafError::Input`] unless the shape is `want`.
     pub fn expect_shape(&self, what: &str, want: &[usize]) -> Result<()> {
         if self.shape != want {
-            return Err(SgrafError::Input(format!(
-                "{what}: GPU tensor has shape {:?}, expected {want:?}",
-                self.shape
-            )));
+            return Err(SgrafError::Input(format!("{what}: GPU tensor has shape {:?}, expected {want:?}", self.shape)));
         }
         Ok(())
     }
@@ -145,10 +113,7 @@ impl GpuTensor {
     /// Fail with [`SgrafError::Input`] unless the element type is `want`.
     pub fn expect_dtype(&self, what: &str, want: DType) -> Result<()> {
         if self.dtype != want {
-            return Err(SgrafError::Input(format!(
-                "{what}: GPU tensor is {:?}, expected {want:?}",
-                self.dtype
-            )));
+            return Err(SgrafError::Input(format!("{what}: GPU tensor is {:?}, expected {want:?}", self.dtype)));
         }
         Ok(())
     }
@@ -156,9 +121,7 @@ impl GpuTensor {
 
 fn check_len(what: &str, len: usize, shape: &[usize]) -> Result<()> {
     if len != numel(shape) {
-        return Err(SgrafError::Input(format!(
-            "{what}: {len} values for shape {shape:?}"
-        )));
+        return Err(SgrafError::Input(format!("{what}: {len} values for shape {shape:?}")));
     }
     Ok(())
 }
@@ -167,19 +130,13 @@ fn check_len(what: &str, len: usize, shape: &[usize]) -> Result<()> {
 /// their values (as `f32`; read `u32` tensors with [`read_u32_many`]).
 pub async fn read_f32_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<f32>>> {
     let raw = read_raw_many(ctx, tensors).await?;
-    Ok(raw
-        .into_iter()
-        .map(|b| bytemuck::pod_collect_to_vec(&b))
-        .collect())
+    Ok(raw.into_iter().map(|b| bytemuck::pod_collect_to_vec(&b)).collect())
 }
 
 /// Like [`read_f32_many`] for `u32` tensors.
 pub async fn read_u32_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<Vec<u32>>> {
     let raw = read_raw_many(ctx, tensors).await?;
-    Ok(raw
-        .into_iter()
-        .map(|b| bytemuck::pod_collect_to_vec(&b))
-        .collect())
+    Ok(raw.into_iter().map(|b| bytemuck::pod_collect_to_vec(&b)).collect())
 }
 
 /// [`read_f32_many`], blocking (native only).
@@ -218,10 +175,7 @@ async fn read_raw_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<V
         }
     }
     ctx.submit(encoder);
-    let slot = Arc::new(Mutex::new(MapSlot {
-        result: None,
-        waker: None,
-    }));
+    let slot = Arc::new(Mutex::new(MapSlot { result: None, waker: None }));
     let cb_slot = slot.clone();
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
         let mut s = cb_slot.lock().unwrap();
@@ -234,13 +188,10 @@ async fn read_raw_many(ctx: &GpuContext, tensors: &[&GpuTensor]) -> Result<Vec<V
     ctx.device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| SgrafError::Gpu(format!("waiting for the GPU: {e}")))?;
-    MapFuture { slot }
-        .await
-        .map_err(|e| SgrafError::Gpu(format!("mapping the readback buffer: {e}")))?;
+    MapFuture { slot }.await.map_err(|e| SgrafError::Gpu(format!("mapping the readback buffer: {e}")))?;
     let out = {
-        let view = staging
-            .get_mapped_range(..)
-            .map_err(|e| SgrafError::Gpu(format!("reading the mapped buffer: {e}")))?;
+        let view =
+            staging.get_mapped_range(..).map_err(|e| SgrafError::Gpu(format!("reading the mapped buffer: {e}")))?;
         tensors
             .iter()
             .zip(&offsets)

@@ -20,11 +20,7 @@ impl TileLayout {
             word_off.push(word_off.last().copied().unwrap_or(0) + l);
             node_off.push(node_off.last().copied().unwrap_or(0) + l + 1);
         }
-        TileLayout {
-            lengths: lengths.to_vec(),
-            word_off,
-            node_off,
-        }
+        TileLayout { lengths: lengths.to_vec(), word_off, node_off }
     }
     pub fn n_cap(&self) -> usize {
         self.lengths.len()
@@ -45,9 +41,7 @@ impl TileLayout {
     }
     /// Caption of every packed word row, `[n_words]`.
     pub fn caption_of_word(&self) -> Vec<u32> {
-        (0..self.n_cap())
-            .flat_map(|c| self.words(c).map(move |_| c as u32))
-            .collect()
+        (0..self.n_cap()).flat_map(|c| self.words(c).map(move |_| c as u32)).collect()
     }
 
     /// Packs `cap_emb [n_cap, l_max, E]` into `t [n_words, E]`.

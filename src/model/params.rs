@@ -45,14 +45,7 @@ pub struct Config {
 impl Config {
     /// The official default sizes (Flickr30K vocabulary).
     pub fn default_sizes(module: Module) -> Config {
-        Config {
-            img_dim: 2048,
-            word_dim: 300,
-            embed: 1024,
-            sim_dim: 256,
-            vocab: 8481,
-            module,
-        }
+        Config { img_dim: 2048, word_dim: 300, embed: 1024, sim_dim: 256, vocab: 8481, module }
     }
 }
 
@@ -182,22 +175,14 @@ pub fn expected_keys(cfg: &Config) -> Vec<(String, Vec<usize>, bool)> {
     for b in ["weight", "bias", "running_mean", "running_var"] {
         f(&format!("{p}.embedding_local.1.{b}"), &[N_REGIONS]);
     }
-    k.push((
-        format!("{p}.embedding_local.1.num_batches_tracked"),
-        vec![],
-        true,
-    ));
+    k.push((format!("{p}.embedding_local.1.num_batches_tracked"), vec![], true));
     let mut f = |name: &str, shape: &[usize]| k.push((name.to_string(), shape.to_vec(), false));
     f(&format!("{p}.embedding_global.0.weight"), &[e, e]);
     f(&format!("{p}.embedding_global.0.bias"), &[e]);
     for b in ["weight", "bias", "running_mean", "running_var"] {
         f(&format!("{p}.embedding_global.1.{b}"), &[e]);
     }
-    k.push((
-        format!("{p}.embedding_global.1.num_batches_tracked"),
-        vec![],
-        true,
-    ));
+    k.push((format!("{p}.embedding_global.1.num_batches_tracked"), vec![], true));
     let mut f = |name: &str, shape: &[usize]| k.push((name.to_string(), shape.to_vec(), false));
     f(&format!("{p}.embedding_common.0.weight"), &[1, e]);
     f(&format!("{p}.embedding_common.0.bias"), &[1]);
@@ -229,11 +214,7 @@ pub fn expected_keys(cfg: &Config) -> Vec<(String, Vec<usize>, bool)> {
             for b in ["weight", "bias", "running_mean", "running_var"] {
                 f(&format!("sim_enc.SAF_module.bn.{b}"), &[1]);
             }
-            k.push((
-                "sim_enc.SAF_module.bn.num_batches_tracked".into(),
-                vec![],
-                true,
-            ));
+            k.push(("sim_enc.SAF_module.bn.num_batches_tracked".into(), vec![], true));
         }
     }
     k
@@ -245,10 +226,7 @@ fn shape_str(s: &[usize]) -> String {
 
 /// Infers sizes and module from the keys and shapes of a state dict.
 pub fn infer_config(t: &BTreeMap<String, RawTensor>, path: &str) -> Result<Config> {
-    let err = |msg: String| SgrafError::Checkpoint {
-        path: path.to_string(),
-        msg,
-    };
+    let err = |msg: String| SgrafError::Checkpoint { path: path.to_string(), msg };
     let get2 = |key: &str| -> Result<(usize, usize)> {
         match t.get(key).map(|x| x.shape()) {
             Some([a, b]) => Ok((*a, *b)),
@@ -277,40 +255,29 @@ pub fn infer_config(t: &BTreeMap<String, RawTensor>, path: &str) -> Result<Confi
         (false, true) => Module::Saf,
         (true, true) => return Err(err("holds both SGR_module and SAF_module keys".into())),
         (false, false) => {
-            return Err(err("holds neither SGR_module nor SAF_module keys (the official code only implements SGR and SAF)".into()))
+            return Err(err(
+                "holds neither SGR_module nor SAF_module keys (the official code only implements SGR and SAF)".into(),
+            ))
         }
     };
-    Ok(Config {
-        img_dim,
-        word_dim,
-        embed,
-        sim_dim,
-        vocab,
-        module,
-    })
+    Ok(Config { img_dim, word_dim, embed, sim_dim, vocab, module })
 }
 
 impl Params {
     /// Builds parameters from a full state dict, checking every key and shape.
     pub fn from_state(mut t: BTreeMap<String, RawTensor>, path: &str) -> Result<Params> {
         let cfg = infer_config(&t, path)?;
-        let err = |msg: String| SgrafError::Checkpoint {
-            path: path.to_string(),
-            msg,
-        };
+        let err = |msg: String| SgrafError::Checkpoint { path: path.to_string(), msg };
         let expected = expected_keys(&cfg);
         for (key, shape, is_int) in &expected {
             match t.get(key) {
-                None => {
-                    return Err(err(format!(
-                        "missing key {key} (expected shape {})",
-                        shape_str(shape)
-                    )))
-                }
+                None => return Err(err(format!("missing key {key} (expected shape {})", shape_str(shape)))),
                 Some(x) => {
-                    if x.shape() != shape.as_slice() {
+                    // int64 scalars are written as [] by PyTorch-style exporters and [1] by some others
+                    let scalar_ok = *is_int && (x.shape().is_empty() || x.shape() == [1]);
+                    if x.shape() != shape.as_slice() && !scalar_ok {
                         return Err(err(format!(
-                            "key {key} has shape {} but {} was expected for a {} model with embed {} and sim dim {}",
+                            "key {key} has shape {} but {} was expected for an {} model with embed {} and sim dim {}",
                             shape_str(x.shape()),
                             shape_str(shape),
                             cfg.module.name(),
@@ -318,10 +285,7 @@ impl Params {
                             cfg.sim_dim
                         )));
                     }
-                    let ok = matches!(
-                        (x, is_int),
-                        (RawTensor::F32 { .. }, false) | (RawTensor::I64 { .. }, true)
-                    );
+                    let ok = matches!((x, is_int), (RawTensor::F32 { .. }, false) | (RawTensor::I64 { .. }, true));
                     if !ok {
                         let want = if *is_int { "int64" } else { "float32" };
                         return Err(err(format!("key {key} must be {want}")));
@@ -330,14 +294,9 @@ impl Params {
             }
         }
         if t.len() != expected.len() {
-            let known: std::collections::BTreeSet<&String> =
-                expected.iter().map(|x| &x.0).collect();
+            let known: std::collections::BTreeSet<&String> = expected.iter().map(|x| &x.0).collect();
             let extra: Vec<&String> = t.keys().filter(|k| !known.contains(k)).collect();
-            return Err(err(format!(
-                "unexpected key(s) for a {} model: {:?}",
-                cfg.module.name(),
-                extra
-            )));
+            return Err(err(format!("unexpected key(s) for a {} model: {:?}", cfg.module.name(), extra)));
         }
         let mut f = |k: &str| -> Vec<f32> {
             match t.remove(k) {
@@ -345,13 +304,12 @@ impl Params {
                 _ => unreachable!("checked above"),
             }
         };
-        let mut lin =
-            |f: &mut dyn FnMut(&str) -> Vec<f32>, p: &str, n_out: usize, n_in: usize| Linear {
-                w: f(&format!("{p}.weight")),
-                b: f(&format!("{p}.bias")),
-                n_out,
-                n_in,
-            };
+        let mut lin = |f: &mut dyn FnMut(&str) -> Vec<f32>, p: &str, n_out: usize, n_in: usize| Linear {
+            w: f(&format!("{p}.weight")),
+            b: f(&format!("{p}.bias")),
+            n_out,
+            n_in,
+        };
         let (e, s, di) = (cfg.embed, cfg.sim_dim, cfg.img_dim);
         let img_fc = lin(&mut f, "img_enc.fc", e, di);
         let embed = f("txt_enc.embed.weight");
@@ -378,12 +336,7 @@ impl Params {
             Module::Sgr { steps } => Reasoning::Sgr(
                 (0..steps)
                     .map(|i| SgrStep {
-                        query: lin(
-                            &mut f,
-                            &format!("sim_enc.SGR_module.{i}.graph_query_w"),
-                            s,
-                            s,
-                        ),
+                        query: lin(&mut f, &format!("sim_enc.SGR_module.{i}.graph_query_w"), s, s),
                         key: lin(&mut f, &format!("sim_enc.SGR_module.{i}.graph_key_w"), s, s),
                         graph: lin(&mut f, &format!("sim_enc.SGR_module.{i}.sim_graph_w"), s, s),
                     })
@@ -391,10 +344,7 @@ impl Params {
             ),
             Module::Saf => {
                 let attn = lin(&mut f, "sim_enc.SAF_module.attn_sim_w", 1, s);
-                Reasoning::Saf(Saf {
-                    attn,
-                    bn: take_bn(&mut t, "sim_enc.SAF_module.bn"),
-                })
+                Reasoning::Saf(Saf { attn, bn: take_bn(&mut t, "sim_enc.SAF_module.bn") })
             }
         };
         let v_sa = VisualSa {
@@ -404,29 +354,14 @@ impl Params {
             global_bn: take_bn(&mut t, "sim_enc.v_global_w.embedding_global.1"),
             common: v_common,
         };
-        Ok(Params {
-            cfg,
-            img_fc,
-            embed,
-            gru_fwd,
-            gru_bwd,
-            v_sa,
-            t_sa,
-            sim_loc,
-            sim_glo,
-            sim_eval,
-            reasoning,
-        })
+        Ok(Params { cfg, img_fc, embed, gru_fwd, gru_bwd, v_sa, t_sa, sim_loc, sim_glo, sim_eval, reasoning })
     }
 
     /// The full state dict under the official keys (inverse of [`Params::from_state`]).
     pub fn to_state(&self) -> BTreeMap<String, RawTensor> {
         let mut t = BTreeMap::new();
         let mut vals: Vec<RawTensor> = Vec::new();
-        let f32s = |v: &Vec<f32>, shape: &[usize]| RawTensor::F32 {
-            shape: shape.to_vec(),
-            data: v.clone(),
-        };
+        let f32s = |v: &Vec<f32>, shape: &[usize]| RawTensor::F32 { shape: shape.to_vec(), data: v.clone() };
         let mut push_lin = |vals: &mut Vec<RawTensor>, l: &Linear| {
             vals.push(f32s(&l.w, &[l.n_out, l.n_in]));
             vals.push(f32s(&l.b, &[l.n_out]));
@@ -436,10 +371,7 @@ impl Params {
             for v in [&b.weight, &b.bias, &b.running_mean, &b.running_var] {
                 vals.push(f32s(v, &[c]));
             }
-            vals.push(RawTensor::I64 {
-                shape: vec![],
-                data: vec![b.num_batches_tracked],
-            });
+            vals.push(RawTensor::I64 { shape: vec![], data: vec![b.num_batches_tracked] });
         };
         let c = &self.cfg;
         push_lin(&mut vals, &self.img_fc);
@@ -488,10 +420,7 @@ impl Params {
     }
 
     /// Serialises to safetensors with optional metadata.
-    pub fn to_safetensors_bytes(
-        &self,
-        metadata: Option<std::collections::HashMap<String, String>>,
-    ) -> Result<Vec<u8>> {
+    pub fn to_safetensors_bytes(&self, metadata: Option<std::collections::HashMap<String, String>>) -> Result<Vec<u8>> {
         write_safetensors(&self.to_state(), metadata)
     }
 
@@ -507,9 +436,7 @@ impl Params {
         self.to_state()
             .iter()
             .filter(|(k, _)| {
-                !k.ends_with("running_mean")
-                    && !k.ends_with("running_var")
-                    && !k.ends_with("num_batches_tracked")
+                !k.ends_with("running_mean") && !k.ends_with("running_var") && !k.ends_with("num_batches_tracked")
             })
             .map(|(_, v)| v.shape().iter().product::<usize>())
             .sum()
@@ -529,24 +456,14 @@ fn take_bn(t: &mut BTreeMap<String, RawTensor>, p: &str) -> BatchNorm {
         Some(RawTensor::I64 { data, .. }) => data.first().copied().unwrap_or(0),
         _ => unreachable!("checked"),
     };
-    BatchNorm {
-        weight,
-        bias,
-        running_mean,
-        running_var,
-        num_batches_tracked,
-    }
+    BatchNorm { weight, bias, running_mean, running_var, num_batches_tracked }
 }
 
 /// Reads every tensor of a safetensors file (float32, float64 → float32, int64).
 pub fn read_safetensors(bytes: &[u8], path: &str) -> Result<BTreeMap<String, RawTensor>> {
     use safetensors::{Dtype, SafeTensors};
-    let err = |msg: String| SgrafError::Checkpoint {
-        path: path.to_string(),
-        msg,
-    };
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
+    let err = |msg: String| SgrafError::Checkpoint { path: path.to_string(), msg };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| err(format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
@@ -554,29 +471,18 @@ pub fn read_safetensors(bytes: &[u8], path: &str) -> Result<BTreeMap<String, Raw
         let t = match view.dtype() {
             Dtype::F32 => RawTensor::F32 {
                 shape,
-                data: d
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
+                data: d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             },
             Dtype::F64 => RawTensor::F32 {
                 shape,
-                data: d
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
-                    .collect(),
+                data: d.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
             },
             Dtype::I64 => RawTensor::I64 {
                 shape,
-                data: d
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
+                data: d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
             },
             other => {
-                return Err(err(format!(
-                    "tensor {name} has dtype {other:?}; only F32, F64 and I64 are supported"
-                )))
+                return Err(err(format!("tensor {name} has dtype {other:?}; only F32, F64 and I64 are supported")))
             }
         };
         out.insert(name, t);
@@ -594,31 +500,18 @@ pub fn write_safetensors(
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = t
         .iter()
         .map(|(k, v)| match v {
-            RawTensor::F32 { shape, data } => (
-                k.clone(),
-                Dtype::F32,
-                shape.clone(),
-                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
-            RawTensor::I64 { shape, data } => (
-                k.clone(),
-                Dtype::I64,
-                shape.clone(),
-                data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
+            RawTensor::F32 { shape, data } => {
+                (k.clone(), Dtype::F32, shape.clone(), data.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
+            RawTensor::I64 { shape, data } => {
+                (k.clone(), Dtype::I64, shape.clone(), data.iter().flat_map(|x| x.to_le_bytes()).collect())
+            }
         })
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(k, dt, s, b)| {
-            (
-                k.clone(),
-                TensorView::new(*dt, s.clone(), b).expect("consistent shape"),
-            )
-        })
+        .map(|(k, dt, s, b)| (k.clone(), TensorView::new(*dt, s.clone(), b).expect("consistent shape")))
         .collect();
-    safetensors::serialize(views, metadata).map_err(|e| SgrafError::Checkpoint {
-        path: "<memory>".into(),
-        msg: e.to_string(),
-    })
+    safetensors::serialize(views, metadata)
+        .map_err(|e| SgrafError::Checkpoint { path: "<memory>".into(), msg: e.to_string() })
 }

@@ -10,11 +10,7 @@ use sgraf::model::params::{read_safetensors, Params, RawTensor};
 pub fn golden_dir() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let p = here.join("../shared/golden");
-    assert!(
-        p.is_dir(),
-        "golden files not found at {} (expected ../shared/golden beside the repo)",
-        p.display()
-    );
+    assert!(p.is_dir(), "golden files not found at {} (expected ../shared/golden beside the repo)", p.display());
     p
 }
 
@@ -44,13 +40,7 @@ pub fn i64s<'a>(t: &'a BTreeMap<String, RawTensor>, key: &str) -> &'a [i64] {
 
 /// Asserts `|got − want| ≤ tol` everywhere, naming the tensor, index and both values.
 pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{name}: length {} vs expected {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{name}: length {} vs expected {}", got.len(), want.len());
     let mut worst = (0usize, 0.0f32);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
@@ -74,40 +64,22 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
 /// (the SAF train-mode BatchNorm output and the ×20 score-head logits, up to
 /// ~4e-6), ours must be at most twice the official float32 error from exact.
 /// Returns `None` for the first case, else `Some(tolerance used)`.
-pub fn assert_parity(
-    name: &str,
-    got: &[f32],
-    want32: &[f32],
-    want64: &[f32],
-    tol: f32,
-) -> Option<f32> {
-    assert_eq!(
-        want64.len(),
-        want32.len(),
-        "{name}: float64 reference length"
-    );
+pub fn assert_parity(name: &str, got: &[f32], want32: &[f32], want64: &[f32], tol: f32) -> Option<f32> {
+    assert_eq!(want64.len(), want32.len(), "{name}: float64 reference length");
     let official_err = max_abs_diff(want32, want64);
     if official_err <= 1e-6 {
         assert_close(name, got, want32, tol);
         None
     } else {
         let t = tol.max(2.0 * official_err);
-        assert_close(
-            &format!("{name} (vs float64; official float32 error {official_err:.1e})"),
-            got,
-            want64,
-            t,
-        );
+        assert_close(&format!("{name} (vs float64; official float32 error {official_err:.1e})"), got, want64, t);
         Some(t)
     }
 }
 
 /// Largest absolute difference.
 pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 /// Golden inputs: images [6, 36, D], captions as id lists (with <start>/<end>).
@@ -120,12 +92,7 @@ pub fn golden_inputs(module: &str) -> (Vec<f32>, usize, Vec<Vec<u32>>) {
     let captions = lengths
         .iter()
         .enumerate()
-        .map(|(c, &l)| {
-            caps[c * l_max..c * l_max + l as usize]
-                .iter()
-                .map(|&x| x as u32)
-                .collect()
-        })
+        .map(|(c, &l)| caps[c * l_max..c * l_max + l as usize].iter().map(|&x| x as u32).collect())
         .collect();
     (images, lengths.len(), captions)
 }
@@ -134,10 +101,7 @@ pub fn golden_inputs(module: &str) -> (Vec<f32>, usize, Vec<Vec<u32>>) {
 pub struct Lcg(pub u64);
 impl Lcg {
     pub fn next_f32(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     pub fn vec(&mut self, n: usize) -> Vec<f32> {

@@ -1,0 +1,92 @@
+// Text-to-image attention (SCAN t2i, spec §6.2) between the regions of
+// n_img images and the packed words of n_cap captions. The two products
+// (logits a = v·tᵀ and ctx[i] = attn[i]·v[i]) run in linear_forward; here:
+//
+//   attention_forward_norm     inv_norm[i·R + r, c] = 1 / (‖LeakyReLU(a[i·R + r, words of c])‖ + 1e-8);
+//                              one thread per (image·region, caption)
+//   attention_forward_softmax  attn[i, w, r] = softmax over r of 9 · LeakyReLU(a[i·R + r, w]) · inv_norm[i·R + r, c(w)];
+//                              one thread per (image, word)
+
+struct Params {
+    n_img: u32,
+    r: u32,          // regions (36)
+    n_words: u32,
+    n_cap: u32,
+    lambda: f32,     // softmax smoothing (9)
+    slope: f32,      // LeakyReLU slope (0.1)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const MAX_R: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;              // [n_img·R, n_words] logits v·tᵀ
+@group(0) @binding(2) var<storage, read> word_off: array<u32>;       // [n_cap + 1]
+@group(0) @binding(3) var<storage, read> word_cap: array<u32>;       // [n_words]
+
+// attention_forward_norm
+@group(0) @binding(4) var<storage, read_write> inv_norm_out: array<f32>;   // [n_img·R, n_cap]
+
+// attention_forward_softmax
+@group(0) @binding(4) var<storage, read> inv_norm: array<f32>;       // [n_img·R, n_cap]
+@group(0) @binding(5) var<storage, read_write> attn: array<f32>;     // [n_img, n_words, R]
+
+fn leaky(x: f32) -> f32 {
+    if (x > 0.0) {
+        return x;
+    }
+    return p.slope * x;
+}
+
+@compute @workgroup_size(256)
+fn attention_forward_norm(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.r * p.n_cap) {
+        return;
+    }
+    let row = idx / p.n_cap;
+    let c = idx % p.n_cap;
+    var ss = 0.0;
+    for (var w = word_off[c]; w < word_off[c + 1u]; w++) {
+        let x = leaky(a[row * p.n_words + w]);
+        ss += x * x;
+    }
+    inv_norm_out[idx] = 1.0 / (sqrt(ss) + 1e-8);
+}
+
+@compute @workgroup_size(256)
+fn attention_forward_softmax(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.n_words) {
+        return;
+    }
+    let i = idx / p.n_words;
+    let w = idx % p.n_words;
+    let c = word_cap[w];
+    var z: array<f32, MAX_R>;
+    var mx = -3.4e38;
+    for (var reg = 0u; reg < p.r; reg++) {
+        let row = i * p.r + reg;
+        let v = p.lambda * (leaky(a[row * p.n_words + w]) * inv_norm[row * p.n_cap + c]);
+        z[reg] = v;
+        mx = max(mx, v);
+    }
+    var total = 0.0;
+    for (var reg = 0u; reg < p.r; reg++) {
+        let e = exp(z[reg] - mx);
+        z[reg] = e;
+        total += e;
+    }
+    for (var reg = 0u; reg < p.r; reg++) {
+        attn[idx * p.r + reg] = z[reg] / total;
+    }
+}

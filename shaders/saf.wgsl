@@ -1,0 +1,208 @@
+// Similarity Attention Filtration (spec §6.6):
+//   β = Linear_a(X) → BatchNorm1d(1) per caption → σ → divide by (Σ + 1e-8),
+//   s = l2norm(Σ_j β_j X_j)
+//
+//   saf_forward_logits   β[r] = X[r]·w_a + b_a; 8 threads per node row, 32 rows per workgroup
+//   saf_forward_stats    one workgroup per caption: BN statistics over all
+//                        n_img × (L+1) logits of the caption (train) or the
+//                        running ones (eval), as an affine map coef = (scale, shift)
+//   saf_forward_running  (train) one thread: running stats updated once per caption, in caption order
+//   saf_forward_pool     one workgroup per (caption, image) = (wid.x, wid.y): BN, σ, l1 weights, pooled l2norm vector
+
+struct Params {
+    n_img: u32,
+    n_cap: u32,
+    n_nodes: u32,
+    s: u32,          // S
+    train: u32,      // 1 = batch statistics
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+const EPS: f32 = 1e-5;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+var<workgroup> red: array<f32, 256>;
+
+fn block_sum(li: u32, v: f32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn stable_sigmoid(v: f32) -> f32 {
+    if (v >= 0.0) {
+        return 1.0 / (1.0 + exp(-v));
+    }
+    let e = exp(v);
+    return e / (1.0 + e);
+}
+
+// saf_forward_logits
+@group(0) @binding(1) var<storage, read> xl: array<f32>;             // [n_img, n_nodes, S]
+@group(0) @binding(2) var<storage, read> w_a: array<f32>;            // [S]
+@group(0) @binding(3) var<storage, read> b_a: array<f32>;            // [1]
+@group(0) @binding(4) var<storage, read_write> logits: array<f32>;   // [n_img, n_nodes]
+
+@compute @workgroup_size(256)
+fn saf_forward_logits(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = (wid.x + wid.y * nwg.x) * 32u + li / 8u;
+    let lane = li % 8u;
+    let rows = p.n_img * p.n_nodes;
+    var acc = 0.0;
+    if (row < rows) {
+        for (var kk = lane; kk < p.s; kk += 8u) {
+            acc += xl[row * p.s + kk] * w_a[kk];
+        }
+    }
+    red[li] = acc;
+    workgroupBarrier();
+    for (var off = 4u; off > 0u; off >>= 1u) {
+        if (lane < off) {
+            red[li] += red[li + off];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && row < rows) {
+        logits[row] = red[li] + b_a[0];
+    }
+}
+
+// saf_forward_stats
+@group(0) @binding(1) var<storage, read> beta_in: array<f32>;        // [n_img, n_nodes] logits
+@group(0) @binding(2) var<storage, read> node_off: array<u32>;       // [n_cap + 1]
+@group(0) @binding(3) var<storage, read> bn_w: array<f32>;           // [1]
+@group(0) @binding(4) var<storage, read> bn_b: array<f32>;           // [1]
+@group(0) @binding(5) var<storage, read> run_mean: array<f32>;       // [1]
+@group(0) @binding(6) var<storage, read> run_var: array<f32>;        // [1]
+@group(0) @binding(7) var<storage, read_write> stats: array<f32>;    // [2, n_cap]: batch mean, biased var (train)
+@group(0) @binding(8) var<storage, read_write> coef: array<f32>;     // [2, n_cap]: scale, shift
+
+var<workgroup> wg_nodes: vec2<u32>;
+
+@compute @workgroup_size(256)
+fn saf_forward_stats(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    if (li == 0u) {
+        wg_nodes = vec2<u32>(node_off[c], node_off[c + 1u] - node_off[c]);
+    }
+    let nodes = workgroupUniformLoad(&wg_nodes);
+    var mean = run_mean[0];
+    var var_b = run_var[0];
+    if (p.train == 1u) {
+        let m = nodes.y;
+        let count = p.n_img * m;
+        var s = 0.0;
+        for (var t = li; t < count; t += 256u) {
+            s += beta_in[(t / m) * p.n_nodes + nodes.x + t % m];
+        }
+        mean = block_sum(li, s) / f32(count);
+        var q = 0.0;
+        for (var t = li; t < count; t += 256u) {
+            let d = beta_in[(t / m) * p.n_nodes + nodes.x + t % m] - mean;
+            q += d * d;
+        }
+        var_b = block_sum(li, q) / f32(count);
+    }
+    if (li == 0u) {
+        let scale = bn_w[0] / sqrt(var_b + EPS);
+        coef[c] = scale;
+        coef[p.n_cap + c] = bn_b[0] - mean * scale;
+        if (p.train == 1u) {
+            stats[c] = mean;
+            stats[p.n_cap + c] = var_b;
+        }
+    }
+}
+
+// saf_forward_running
+@group(0) @binding(1) var<storage, read> batch_stats: array<f32>;        // [2, n_cap]
+@group(0) @binding(2) var<storage, read> offs: array<u32>;               // [n_cap + 1] node_off
+@group(0) @binding(3) var<storage, read_write> upd_mean: array<f32>;     // [1] running mean
+@group(0) @binding(4) var<storage, read_write> upd_var: array<f32>;      // [1] running var
+
+@compute @workgroup_size(1)
+fn saf_forward_running() {
+    var rm = upd_mean[0];
+    var rv = upd_var[0];
+    for (var c = 0u; c < p.n_cap; c++) {
+        let count = f32(p.n_img * (offs[c + 1u] - offs[c]));
+        var unbias = 1.0;
+        if (count > 1.0) {
+            unbias = count / (count - 1.0);
+        }
+        rm = 0.9 * rm + 0.1 * batch_stats[c];
+        rv = 0.9 * rv + 0.1 * batch_stats[p.n_cap + c] * unbias;
+    }
+    upd_mean[0] = rm;
+    upd_var[0] = rv;
+}
+
+// saf_forward_pool
+@group(0) @binding(1) var<storage, read_write> beta: array<f32>;     // [n_img, n_nodes]: logits in, BN output out
+@group(0) @binding(2) var<storage, read> coefs: array<f32>;          // [2, n_cap]
+@group(0) @binding(3) var<storage, read> x: array<f32>;              // [n_img, n_nodes, S]
+@group(0) @binding(4) var<storage, read> pool_off: array<u32>;       // [n_cap + 1] node_off
+@group(0) @binding(5) var<storage, read_write> weights: array<f32>;  // [n_img, n_nodes] normalised β
+@group(0) @binding(6) var<storage, read_write> s_out: array<f32>;    // [n_img, n_cap, S]
+
+@compute @workgroup_size(256)
+fn saf_forward_pool(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    let i = wid.y;
+    if (li == 0u) {
+        wg_nodes = vec2<u32>(pool_off[c], pool_off[c + 1u] - pool_off[c]);
+    }
+    let nodes = workgroupUniformLoad(&wg_nodes);
+    let m = nodes.y;
+    let n0 = i * p.n_nodes + nodes.x;
+    let scale = coefs[c];
+    let shift = coefs[p.n_cap + c];
+    var part = 0.0;
+    for (var j = li; j < m; j += 256u) {
+        let bn = beta[n0 + j] * scale + shift;
+        beta[n0 + j] = bn;
+        let sg = stable_sigmoid(bn);
+        weights[n0 + j] = sg;
+        part += sg;
+    }
+    let denom = block_sum(li, part) + 1e-8;
+    for (var j = li; j < m; j += 256u) {
+        weights[n0 + j] = weights[n0 + j] / denom;
+    }
+    storageBarrier();
+    let out = (i * p.n_cap + c) * p.s;
+    var ss = 0.0;
+    for (var kk = li; kk < p.s; kk += 256u) {
+        var o = 0.0;
+        for (var j = 0u; j < m; j++) {
+            o += weights[n0 + j] * x[(n0 + j) * p.s + kk];
+        }
+        s_out[out + kk] = o;
+        ss += o * o;
+    }
+    let norm = sqrt(block_sum(li, ss)) + 1e-8;
+    for (var kk = li; kk < p.s; kk += 256u) {
+        s_out[out + kk] = s_out[out + kk] / norm;
+    }
+}

@@ -1,0 +1,163 @@
+// Similarity Graph Reasoning (spec §6.5). One step is
+//   Q = Linear_q(X), K = Linear_k(X)          (linear_forward)
+//   A = softmax_rows(Q Kᵀ), Y = A X           (sgr_forward_attend, per (image, caption) graph)
+//   X ← ReLU(Linear_g(Y))                     (linear_forward, ReLU epilogue)
+// and after the last step sgr_forward_gather takes node 0 (the global node)
+// of every (image, caption).
+//
+//   sgr_forward_attend  one workgroup per (caption, image) = (wid.x, wid.y), over the
+//                       caption's m = L + 1 nodes: logits in 16×16 tiles (S in
+//                       slices of 16) into `attn`, row softmax, then Y = A·X in
+//                       16×16 tiles.
+//   sgr_forward_gather  s[i, c] = X[i, node_off[c]]; one thread per element.
+
+struct Params {
+    n_img: u32,
+    n_cap: u32,
+    n_nodes: u32,
+    s: u32,          // S
+    sq_total: u32,   // Σ_c m_c², attention entries per image
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// sgr_forward_attend
+@group(0) @binding(1) var<storage, read> q: array<f32>;              // [n_img, n_nodes, S]
+@group(0) @binding(2) var<storage, read> k: array<f32>;              // [n_img, n_nodes, S]
+@group(0) @binding(3) var<storage, read> x: array<f32>;              // [n_img, n_nodes, S]
+@group(0) @binding(4) var<storage, read> node_off: array<u32>;       // [n_cap + 1]
+@group(0) @binding(5) var<storage, read> sq_off: array<u32>;         // [n_cap + 1], Σ_{c' < c} m_c'²
+@group(0) @binding(6) var<storage, read_write> attn: array<f32>;     // [n_img, sq_total]: A of (i, c) at i·sq_total + sq_off[c], [m, m]
+@group(0) @binding(7) var<storage, read_write> y: array<f32>;        // [n_img, n_nodes, S] A·X
+
+const T: u32 = 16u;
+const TP: u32 = 17u;   // padded row of a shared tile
+
+var<workgroup> ta: array<f32, 272>;   // [16, 17]
+var<workgroup> tb: array<f32, 272>;   // [16, 17]
+var<workgroup> wg_info: vec3<u32>;    // node_off[c], m, sq_off[c]
+
+@compute @workgroup_size(256)
+fn sgr_forward_attend(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    let i = wid.y;
+    if (li == 0u) {
+        wg_info = vec3<u32>(node_off[c], node_off[c + 1u] - node_off[c], sq_off[c]);
+    }
+    let info = workgroupUniformLoad(&wg_info);
+    let m = info.y;
+    let n0 = i * p.n_nodes + info.x;          // first node row of this graph
+    let abase = i * p.sq_total + info.z;      // A[0, 0]
+    let s_dim = p.s;
+    let tx = li % T;
+    let ty = li / T;
+    let tiles = (m + T - 1u) / T;
+
+    // Logits Q Kᵀ.
+    for (var pt = 0u; pt < tiles; pt++) {
+        for (var qt = 0u; qt < tiles; qt++) {
+            var acc = 0.0;
+            for (var s0 = 0u; s0 < s_dim; s0 += T) {
+                let qr = pt * T + ty;
+                let kr = qt * T + ty;
+                var qv = 0.0;
+                var kv = 0.0;
+                if (s0 + tx < s_dim) {
+                    if (qr < m) { qv = q[(n0 + qr) * s_dim + s0 + tx]; }
+                    if (kr < m) { kv = k[(n0 + kr) * s_dim + s0 + tx]; }
+                }
+                ta[ty * TP + tx] = qv;
+                tb[ty * TP + tx] = kv;
+                workgroupBarrier();
+                for (var kk = 0u; kk < T; kk++) {
+                    acc += ta[ty * TP + kk] * tb[tx * TP + kk];
+                }
+                workgroupBarrier();
+            }
+            let pr = pt * T + ty;
+            let qc = qt * T + tx;
+            if (pr < m && qc < m) {
+                attn[abase + pr * m + qc] = acc;
+            }
+        }
+    }
+    storageBarrier();
+
+    // Row softmax, one row per thread.
+    for (var r = li; r < m; r += 256u) {
+        let rb = abase + r * m;
+        var mx = -3.4e38;
+        for (var j = 0u; j < m; j++) {
+            mx = max(mx, attn[rb + j]);
+        }
+        var total = 0.0;
+        for (var j = 0u; j < m; j++) {
+            let e = exp(attn[rb + j] - mx);
+            attn[rb + j] = e;
+            total += e;
+        }
+        for (var j = 0u; j < m; j++) {
+            attn[rb + j] = attn[rb + j] / total;
+        }
+    }
+    storageBarrier();
+
+    // Y = A X.
+    let col_tiles = (s_dim + T - 1u) / T;
+    for (var pt = 0u; pt < tiles; pt++) {
+        for (var st = 0u; st < col_tiles; st++) {
+            var acc = 0.0;
+            for (var q0 = 0u; q0 < m; q0 += T) {
+                let ar = pt * T + ty;
+                var av = 0.0;
+                if (ar < m && q0 + tx < m) {
+                    av = attn[abase + ar * m + q0 + tx];
+                }
+                var xv = 0.0;
+                if (q0 + ty < m && st * T + tx < s_dim) {
+                    xv = x[(n0 + q0 + ty) * s_dim + st * T + tx];
+                }
+                ta[ty * TP + tx] = av;
+                tb[ty * TP + tx] = xv;
+                workgroupBarrier();
+                for (var kk = 0u; kk < T; kk++) {
+                    acc += ta[ty * TP + kk] * tb[kk * TP + tx];
+                }
+                workgroupBarrier();
+            }
+            let pr = pt * T + ty;
+            let col = st * T + tx;
+            if (pr < m && col < s_dim) {
+                y[(n0 + pr) * s_dim + col] = acc;
+            }
+        }
+    }
+}
+
+// sgr_forward_gather
+@group(0) @binding(1) var<storage, read> xg: array<f32>;             // [n_img, n_nodes, S]
+@group(0) @binding(2) var<storage, read> offs: array<u32>;           // [n_cap + 1] node_off
+@group(0) @binding(3) var<storage, read_write> s_out: array<f32>;    // [n_img, n_cap, S]
+
+@compute @workgroup_size(256)
+fn sgr_forward_gather(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.n_cap * p.s) {
+        return;
+    }
+    let pair = idx / p.s;
+    let kk = idx % p.s;
+    let i = pair / p.n_cap;
+    let c = pair % p.n_cap;
+    s_out[idx] = xg[(i * p.n_nodes + offs[c]) * p.s + kk];
+}

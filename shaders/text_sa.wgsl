@@ -1,0 +1,138 @@
+// Text self-attention `t_global_w` (spec §5.2), per caption over its own
+// words, the parts that are not linear layers:
+//
+//   text_sa_forward_mean  t̄[c] = mean of caption c's packed word rows; one thread per (c, e)
+//   text_sa_forward       one workgroup per caption: scores_j = (l_j ⊙ g_c)·w_c + b_c,
+//                         w = softmax over the caption's words,
+//                         t_glo = l2norm(Σ_j w_j t_j)
+
+struct Params {
+    n_cap: u32,
+    e: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+// text_sa_forward_mean
+@group(0) @binding(1) var<storage, read> tm: array<f32>;            // [n_words, E]
+@group(0) @binding(2) var<storage, read> offs: array<u32>;          // [n_cap + 1] word_off
+@group(0) @binding(3) var<storage, read_write> mean: array<f32>;    // [n_cap, E]
+
+@compute @workgroup_size(256)
+fn text_sa_forward_mean(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_cap * p.e) {
+        return;
+    }
+    let c = idx / p.e;
+    let k = idx % p.e;
+    let w0 = offs[c];
+    let w1 = offs[c + 1u];
+    var s = 0.0;
+    for (var w = w0; w < w1; w++) {
+        s += tm[w * p.e + k];
+    }
+    mean[idx] = s / f32(w1 - w0);
+}
+
+// text_sa_forward
+@group(0) @binding(1) var<storage, read> t: array<f32>;             // [n_words, E] word vectors
+@group(0) @binding(2) var<storage, read> l: array<f32>;             // [n_words, E] tanh(local(t))
+@group(0) @binding(3) var<storage, read> g: array<f32>;             // [n_cap, E] tanh(global(t̄))
+@group(0) @binding(4) var<storage, read> w_c: array<f32>;           // [E] embedding_common weight
+@group(0) @binding(5) var<storage, read> b_c: array<f32>;           // [1]
+@group(0) @binding(6) var<storage, read> word_off: array<u32>;      // [n_cap + 1]
+@group(0) @binding(7) var<storage, read_write> t_glo: array<f32>;   // [n_cap, E]
+@group(0) @binding(8) var<storage, read_write> weights: array<f32>; // [n_words] softmax weights
+
+var<workgroup> red: array<f32, 256>;
+var<workgroup> wg_range: vec2<u32>;
+
+fn block_sum(li: u32, x: f32) -> f32 {
+    red[li] = x;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn block_max(li: u32, x: f32) -> f32 {
+    red[li] = x;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            red[li] = max(red[li], red[li + s]);
+        }
+        workgroupBarrier();
+    }
+    let m = red[0];
+    workgroupBarrier();
+    return m;
+}
+
+@compute @workgroup_size(256)
+fn text_sa_forward(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let c = wid.x + wid.y * nwg.x;
+    if (c >= p.n_cap) {
+        return;
+    }
+    if (li == 0u) {
+        wg_range = vec2<u32>(word_off[c], word_off[c + 1u]);
+    }
+    let range = workgroupUniformLoad(&wg_range);
+    let w0 = range.x;
+    let w1 = range.y;
+    // Scores, kept in `weights` until normalised.
+    var mx = -3.4e38;
+    for (var w = w0; w < w1; w++) {
+        var s = 0.0;
+        for (var k = li; k < p.e; k += 256u) {
+            s += l[w * p.e + k] * g[c * p.e + k] * w_c[k];
+        }
+        let score = block_sum(li, s) + b_c[0];
+        mx = max(mx, score);
+        if (li == 0u) {
+            weights[w] = score;
+        }
+    }
+    storageBarrier();
+    // Softmax over the caption's words, one word per thread.
+    var part = 0.0;
+    for (var w = w0 + li; w < w1; w += 256u) {
+        part += exp(weights[w] - mx);
+    }
+    let total = block_sum(li, part);
+    for (var w = w0 + li; w < w1; w += 256u) {
+        weights[w] = exp(weights[w] - mx) / total;
+    }
+    storageBarrier();
+    var ss = 0.0;
+    for (var k = li; k < p.e; k += 256u) {
+        var o = 0.0;
+        for (var w = w0; w < w1; w++) {
+            o += weights[w] * t[w * p.e + k];
+        }
+        t_glo[c * p.e + k] = o;
+        ss += o * o;
+    }
+    let norm = sqrt(block_sum(li, ss)) + 1e-8;
+    for (var k = li; k < p.e; k += 256u) {
+        t_glo[c * p.e + k] = t_glo[c * p.e + k] / norm;
+    }
+}

@@ -1,0 +1,142 @@
+//! Similarity Graph Reasoning (spec §6.5, `shaders/sgr.wgsl`): K unshared
+//! steps of `X ← ReLU(Linear_g(softmax(Q Kᵀ) X))` over each caption's L+1
+//! nodes; the result is the reasoned global node.
+
+use super::context::{Access, GpuContext, Shader};
+use super::linear::{self, Activation};
+use super::params::{zeros, GpuLayout, GpuSgrStep};
+use super::tensor::GpuTensor;
+use super::{expect_numel, u32c};
+use crate::error::{Result, SgrafError};
+
+pub const SHADER: Shader = Shader { name: "sgr", source: include_str!("../../shaders/sgr.wgsl") };
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_img: u32,
+    n_cap: u32,
+    n_nodes: u32,
+    s: u32,
+    sq_total: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+fn params(lay: &GpuLayout, n_img: usize, s: usize) -> Result<Params> {
+    Ok(Params {
+        n_img: u32c("images", n_img)?,
+        n_cap: u32c("captions", lay.n_cap())?,
+        n_nodes: u32c("nodes", lay.n_nodes())?,
+        s: u32c("S", s)?,
+        sq_total: u32c("SGR attention entries per image", lay.sq_total)?,
+        _pad0: 0,
+        _pad1: 0,
+        _pad2: 0,
+    })
+}
+
+/// Output of [`step_forward`].
+#[derive(Debug)]
+pub struct SgrStepOut {
+    /// `[n_img, n_nodes, S]` the new node tensor.
+    pub x: GpuTensor,
+    /// `[n_img, Σ_c (L_c+1)²]` edge weights A of every graph, caption c's
+    /// `[L_c+1, L_c+1]` block at `sq_off[c]`.
+    pub attn: GpuTensor,
+}
+
+/// One step over `x [n_img, n_nodes, S]` → new `[n_img, n_nodes, S]`.
+pub fn step_forward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    p: &GpuSgrStep,
+    lay: &GpuLayout,
+    n_img: usize,
+) -> Result<SgrStepOut> {
+    let (s, nn, nc) = (p.graph.n_out, lay.n_nodes(), lay.n_cap());
+    expect_numel("sgr nodes", x, n_img * nn * s)?;
+    let max = ctx.max_groups() as usize;
+    if nc > max || n_img > max {
+        return Err(SgrafError::Input(format!("sgr: {n_img} images × {nc} captions exceed {max} workgroups per axis")));
+    }
+    let q = zeros(ctx, &[n_img, nn, s])?;
+    let k = zeros(ctx, &[n_img, nn, s])?;
+    linear::forward(ctx, encoder, x, &p.query.w, Some(&p.query.b), &q)?;
+    linear::forward(ctx, encoder, x, &p.key.w, Some(&p.key.b), &k)?;
+    let attn = zeros(ctx, &[n_img, lay.sq_total])?;
+    let y = zeros(ctx, &[n_img, nn, s])?; // A·X
+    u32c("SGR attention size", n_img * lay.sq_total)?;
+    u32c("SGR node tensor size", n_img * nn * s)?;
+    let kern = ctx.kernel(
+        &SHADER,
+        "sgr_forward_attend",
+        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    );
+    ctx.dispatch(
+        encoder,
+        &kern,
+        &params(lay, n_img, s)?,
+        &[&q.buffer, &k.buffer, &x.buffer, &lay.node_off.buffer, &lay.sq_off.buffer, &attn.buffer, &y.buffer],
+        [nc as u32, n_img as u32, 1],
+    );
+    let out = zeros(ctx, &[n_img, nn, s])?;
+    linear::forward_act(ctx, encoder, &y, &p.graph.w, Some(&p.graph.b), &out, Activation::Relu)?;
+    Ok(SgrStepOut { x: out, attn })
+}
+
+/// All steps; returns `s [n_img, n_cap, S]` (node 0 of each caption) and,
+/// when `keep_steps`, the node tensor after every step.
+pub fn forward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    nodes: &GpuTensor,
+    steps: &[GpuSgrStep],
+    lay: &GpuLayout,
+    n_img: usize,
+    keep_steps: bool,
+) -> Result<(GpuTensor, Vec<GpuTensor>)> {
+    let s = steps.first().map_or(0, |p| p.graph.n_out);
+    let mut kept = Vec::new();
+    let mut cur: Option<GpuTensor> = None;
+    for p in steps {
+        let out = step_forward(ctx, encoder, cur.as_ref().unwrap_or(nodes), p, lay, n_img)?.x;
+        if let Some(prev) = cur.replace(out) {
+            if keep_steps {
+                kept.push(prev);
+            }
+        }
+    }
+    let last = cur.as_ref().unwrap_or(nodes);
+    let sv = global_nodes(ctx, encoder, last, lay, n_img, s)?;
+    if keep_steps {
+        kept.extend(cur);
+    }
+    Ok((sv, kept))
+}
+
+/// Gathers node 0 of every (image, caption): `[n_img, n_nodes, S]` → `[n_img, n_cap, S]`.
+pub fn global_nodes(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    lay: &GpuLayout,
+    n_img: usize,
+    s: usize,
+) -> Result<GpuTensor> {
+    let nc = lay.n_cap();
+    expect_numel("sgr nodes", x, n_img * lay.n_nodes() * s)?;
+    let out = zeros(ctx, &[n_img, nc, s])?;
+    u32c("SGR output size", n_img * nc * s)?;
+    let k = ctx.kernel(&SHADER, "sgr_forward_gather", &[Access::Read, Access::Read, Access::ReadWrite]);
+    ctx.dispatch(
+        encoder,
+        &k,
+        &params(lay, n_img, s)?,
+        &[&x.buffer, &lay.node_off.buffer, &out.buffer],
+        ctx.grid_1d((n_img * nc * s).div_ceil(256) as u64),
+    );
+    Ok(out)
+}
