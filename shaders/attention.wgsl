@@ -32,6 +32,24 @@ const MAX_R: u32 = 64u;
 @group(0) @binding(4) var<storage, read> inv_norm: array<f32>;       // [n_img·R, n_cap]
 @group(0) @binding(5) var<storage, read_write> attn: array<f32>;     // [n_img, n_words, R]
 
+// ---- float32 exp/tanh/sigmoid to libm accuracy (the CPU twin's). Builtin
+// exp may be several ULP off (|x|·ULP when done through exp2), which the
+// softmax smoothing λ = 9 would amplify. The same block is in every shader
+// that needs it.
+
+// exp(x) for x ≤ 88: x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite, ln2 split
+// so n·ln2_hi is exact), degree-7 Taylor polynomial, scaled by 2ⁿ.
+fn exp_acc(x: f32) -> f32 {
+    if (x < -87.0) {
+        return 0.0;
+    }
+    let xc = min(x, 88.0);
+    let n = round(xc * 1.44269504);
+    let r = (xc - n * 0.693359375) + n * 2.12194440e-4;
+    let q = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.0083333338 + r * (0.0013888889 + r * 1.9841270e-4))))));
+    return ldexp(q, i32(n));
+}
+
 fn leaky(x: f32) -> f32 {
     if (x > 0.0) {
         return x;
@@ -82,7 +100,7 @@ fn attention_forward_softmax(
     }
     var total = 0.0;
     for (var reg = 0u; reg < p.r; reg++) {
-        let e = exp(z[reg] - mx);
+        let e = exp_acc(z[reg] - mx);
         z[reg] = e;
         total += e;
     }

@@ -9,7 +9,7 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 @group(0) @binding(1) var<storage, read> ids: array<u32>;          // [n]
 @group(0) @binding(2) var<storage, read> table: array<f32>;        // [vocab, dim]
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;    // [n, dim]

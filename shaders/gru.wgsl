@@ -24,7 +24,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 
 // gru_forward_step
 @group(0) @binding(1) var<storage, read> gi: array<f32>;          // [n_cap, l_max, 3E]
@@ -40,20 +40,46 @@ const TK: u32 = 16u;   // slice of the hidden state
 var<workgroup> hs: array<f32, 512>;       // [TK, TC]
 var<workgroup> ws: array<f32, 1536>;      // [3, TK, TU]
 
-fn stable_sigmoid(v: f32) -> f32 {
-    if (v >= 0.0) {
-        return 1.0 / (1.0 + exp(-v));
+// Row (caption c) of `out` that holds the previous hidden state; -1 = zero state.
+// ---- float32 exp/tanh/sigmoid to libm accuracy (the CPU twin's). Builtin
+// exp may be several ULP off (|x|·ULP when done through exp2), which the
+// softmax smoothing λ = 9 would amplify. The same block is in every shader
+// that needs it.
+
+// exp(x) for x ≤ 88: x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite, ln2 split
+// so n·ln2_hi is exact), degree-7 Taylor polynomial, scaled by 2ⁿ.
+fn exp_acc(x: f32) -> f32 {
+    if (x < -87.0) {
+        return 0.0;
     }
-    let e = exp(v);
+    let xc = min(x, 88.0);
+    let n = round(xc * 1.44269504);
+    let r = (xc - n * 0.693359375) + n * 2.12194440e-4;
+    let q = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.0083333338 + r * (0.0013888889 + r * 1.9841270e-4))))));
+    return ldexp(q, i32(n));
+}
+
+// exp(x) − 1 without cancellation near 0.
+fn expm1_acc(x: f32) -> f32 {
+    if (abs(x) < 0.3466) {
+        return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.0083333338 + x * (0.0013888889 + x * (1.9841270e-4 + x * 2.4801587e-5)))))));
+    }
+    return exp_acc(x) - 1.0;
+}
+
+fn tanh_acc(x: f32) -> f32 {
+    let e = expm1_acc(-2.0 * abs(x));
+    return sign(x) * (-e / (2.0 + e));
+}
+
+fn sigmoid_acc(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp_acc(-x));
+    }
+    let e = exp_acc(x);
     return e / (1.0 + e);
 }
 
-fn stable_tanh(v: f32) -> f32 {
-    let e = exp(-2.0 * abs(v));
-    return sign(v) * (1.0 - e) / (1.0 + e);
-}
-
-// Row (caption c) of `out` that holds the previous hidden state; -1 = zero state.
 fn prev_row(c: u32) -> i32 {
     if (c >= p.n_cap || p.step == 0u) {
         return -1;
@@ -150,9 +176,9 @@ fn gru_forward_step(
             }
             let gbase = (c * p.l_max + pos) * 3u * e;
             let ai = (a * 2u + b) * 3u;
-            let r = stable_sigmoid(gi[gbase + j] + acc[ai] + b_hh[j]);
-            let z = stable_sigmoid(gi[gbase + e + j] + acc[ai + 1u] + b_hh[e + j]);
-            let n = stable_tanh(gi[gbase + 2u * e + j] + r * (acc[ai + 2u] + b_hh[2u * e + j]));
+            let r = sigmoid_acc(gi[gbase + j] + acc[ai] + b_hh[j]);
+            let z = sigmoid_acc(gi[gbase + e + j] + acc[ai + 1u] + b_hh[e + j]);
+            let n = tanh_acc(gi[gbase + 2u * e + j] + r * (acc[ai + 2u] + b_hh[2u * e + j]));
             var h = 0.0;
             if (prow >= 0) {
                 h = out[u32(prow) * e + j];

@@ -8,7 +8,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 @group(0) @binding(1) var<storage, read> sv: array<f32>;              // [rows, S]
 @group(0) @binding(2) var<storage, read> w: array<f32>;               // [S]
 @group(0) @binding(3) var<storage, read> b: array<f32>;               // [1]
@@ -17,11 +17,42 @@ struct Params {
 
 var<workgroup> red: array<f32, 256>;
 
-fn stable_sigmoid(v: f32) -> f32 {
-    if (v >= 0.0) {
-        return 1.0 / (1.0 + exp(-v));
+// ---- float32 exp/tanh/sigmoid to libm accuracy (the CPU twin's). Builtin
+// exp may be several ULP off (|x|·ULP when done through exp2), which the
+// softmax smoothing λ = 9 would amplify. The same block is in every shader
+// that needs it.
+
+// exp(x) for x ≤ 88: x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite, ln2 split
+// so n·ln2_hi is exact), degree-7 Taylor polynomial, scaled by 2ⁿ.
+fn exp_acc(x: f32) -> f32 {
+    if (x < -87.0) {
+        return 0.0;
     }
-    let e = exp(v);
+    let xc = min(x, 88.0);
+    let n = round(xc * 1.44269504);
+    let r = (xc - n * 0.693359375) + n * 2.12194440e-4;
+    let q = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.0083333338 + r * (0.0013888889 + r * 1.9841270e-4))))));
+    return ldexp(q, i32(n));
+}
+
+// exp(x) − 1 without cancellation near 0.
+fn expm1_acc(x: f32) -> f32 {
+    if (abs(x) < 0.3466) {
+        return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.0083333338 + x * (0.0013888889 + x * (1.9841270e-4 + x * 2.4801587e-5)))))));
+    }
+    return exp_acc(x) - 1.0;
+}
+
+fn tanh_acc(x: f32) -> f32 {
+    let e = expm1_acc(-2.0 * abs(x));
+    return sign(x) * (-e / (2.0 + e));
+}
+
+fn sigmoid_acc(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp_acc(-x));
+    }
+    let e = exp_acc(x);
     return e / (1.0 + e);
 }
 
@@ -50,6 +81,6 @@ fn head_forward(
     if (lane == 0u && row < p.rows) {
         let z = red[li] + b[0];
         logit[row] = z;
-        score[row] = stable_sigmoid(z);
+        score[row] = sigmoid_acc(z);
     }
 }

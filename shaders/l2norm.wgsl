@@ -9,7 +9,7 @@ struct Params {
     off: u32,     // element offset of row 0
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;   // [rows, n] (row stride ld)
 
 var<workgroup> red: array<f32, 256>;

@@ -40,14 +40,13 @@ const FLAG_BIAS: u32 = 1u;
 const FLAG_TRANS_W: u32 = 2u;
 const FLAG_ACCUMULATE: u32 = 4u;
 const FLAG_SQDIFF: u32 = 8u;
-const FLAG_ROW_DIV: u32 = 256u;   // x_div != 1
 const ACT_SHIFT: u32 = 4u;
 const ACT_NONE: u32 = 0u;
 const ACT_RELU: u32 = 1u;
 const ACT_TANH: u32 = 2u;
 const ACT_SIGMOID: u32 = 3u;
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 @group(0) @binding(1) var<storage, read> x: array<f32>;          // [batch, m, k] (row stride ldx)
 @group(0) @binding(2) var<storage, read> w: array<f32>;          // [batch, n, k] if TRANS_W else [batch, k, n] (row stride ldw)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;       // [n] (read only with FLAG_BIAS)
@@ -62,24 +61,50 @@ const BK: u32 = 8u;
 var<workgroup> As: array<vec4<f32>, 256>;   // [BK, BM / 4] vec4
 var<workgroup> Bs: array<vec4<f32>, 256>;   // [BK, BN / 4] vec4
 
-fn stable_tanh(v: f32) -> f32 {
-    let e = exp(-2.0 * abs(v));
-    return sign(v) * (1.0 - e) / (1.0 + e);
+// ---- float32 exp/tanh/sigmoid to libm accuracy (the CPU twin's). Builtin
+// exp may be several ULP off (|x|·ULP when done through exp2), which the
+// softmax smoothing λ = 9 would amplify. The same block is in every shader
+// that needs it.
+
+// exp(x) for x ≤ 88: x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite, ln2 split
+// so n·ln2_hi is exact), degree-7 Taylor polynomial, scaled by 2ⁿ.
+fn exp_acc(x: f32) -> f32 {
+    if (x < -87.0) {
+        return 0.0;
+    }
+    let xc = min(x, 88.0);
+    let n = round(xc * 1.44269504);
+    let r = (xc - n * 0.693359375) + n * 2.12194440e-4;
+    let q = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.0083333338 + r * (0.0013888889 + r * 1.9841270e-4))))));
+    return ldexp(q, i32(n));
 }
 
-fn stable_sigmoid(v: f32) -> f32 {
-    if (v >= 0.0) {
-        return 1.0 / (1.0 + exp(-v));
+// exp(x) − 1 without cancellation near 0.
+fn expm1_acc(x: f32) -> f32 {
+    if (abs(x) < 0.3466) {
+        return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.0083333338 + x * (0.0013888889 + x * (1.9841270e-4 + x * 2.4801587e-5)))))));
     }
-    let e = exp(v);
+    return exp_acc(x) - 1.0;
+}
+
+fn tanh_acc(x: f32) -> f32 {
+    let e = expm1_acc(-2.0 * abs(x));
+    return sign(x) * (-e / (2.0 + e));
+}
+
+fn sigmoid_acc(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp_acc(-x));
+    }
+    let e = exp_acc(x);
     return e / (1.0 + e);
 }
 
 fn activate(v: f32, act: u32) -> f32 {
     switch act {
         case 1u: { return max(v, 0.0); }
-        case 2u: { return stable_tanh(v); }
-        case 3u: { return stable_sigmoid(v); }
+        case 2u: { return tanh_acc(v); }
+        case 3u: { return sigmoid_acc(v); }
         default: { return v; }
     }
 }

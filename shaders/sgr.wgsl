@@ -10,6 +10,7 @@
 //                       slices of 16) into `attn`, row softmax, then Y = A·X in
 //                       16×16 tiles.
 //   sgr_forward_gather  s[i, c] = X[i, node_off[c]]; one thread per element.
+//   sgr_forward_attend_global  scores-only last step for node 0 (below).
 
 struct Params {
     n_img: u32,
@@ -22,7 +23,7 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 
 // sgr_forward_attend
 @group(0) @binding(1) var<storage, read> q: array<f32>;              // [n_img, n_nodes, S]
@@ -39,6 +40,45 @@ const TP: u32 = 17u;   // padded row of a shared tile
 var<workgroup> ta: array<f32, 272>;   // [16, 17]
 var<workgroup> tb: array<f32, 272>;   // [16, 17]
 var<workgroup> wg_info: vec3<u32>;    // node_off[c], m, sq_off[c]
+
+// ---- float32 exp/tanh/sigmoid to libm accuracy (the CPU twin's). Builtin
+// exp may be several ULP off (|x|·ULP when done through exp2), which the
+// softmax smoothing λ = 9 would amplify. The same block is in every shader
+// that needs it.
+
+// exp(x) for x ≤ 88: x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite, ln2 split
+// so n·ln2_hi is exact), degree-7 Taylor polynomial, scaled by 2ⁿ.
+fn exp_acc(x: f32) -> f32 {
+    if (x < -87.0) {
+        return 0.0;
+    }
+    let xc = min(x, 88.0);
+    let n = round(xc * 1.44269504);
+    let r = (xc - n * 0.693359375) + n * 2.12194440e-4;
+    let q = 1.0 + r * (1.0 + r * (0.5 + r * (0.16666667 + r * (0.041666668 + r * (0.0083333338 + r * (0.0013888889 + r * 1.9841270e-4))))));
+    return ldexp(q, i32(n));
+}
+
+// exp(x) − 1 without cancellation near 0.
+fn expm1_acc(x: f32) -> f32 {
+    if (abs(x) < 0.3466) {
+        return x * (1.0 + x * (0.5 + x * (0.16666667 + x * (0.041666668 + x * (0.0083333338 + x * (0.0013888889 + x * (1.9841270e-4 + x * 2.4801587e-5)))))));
+    }
+    return exp_acc(x) - 1.0;
+}
+
+fn tanh_acc(x: f32) -> f32 {
+    let e = expm1_acc(-2.0 * abs(x));
+    return sign(x) * (-e / (2.0 + e));
+}
+
+fn sigmoid_acc(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp_acc(-x));
+    }
+    let e = exp_acc(x);
+    return e / (1.0 + e);
+}
 
 @compute @workgroup_size(256)
 fn sgr_forward_attend(
@@ -98,7 +138,7 @@ fn sgr_forward_attend(
         }
         var total = 0.0;
         for (var j = 0u; j < m; j++) {
-            let e = exp(attn[rb + j] - mx);
+            let e = exp_acc(attn[rb + j] - mx);
             attn[rb + j] = e;
             total += e;
         }
@@ -160,4 +200,76 @@ fn sgr_forward_gather(
     let i = pair / p.n_cap;
     let c = pair % p.n_cap;
     s_out[idx] = xg[(i * p.n_nodes + offs[c]) * p.s + kk];
+}
+
+// sgr_forward_attend_global: the last step of the scores-only (eval) form,
+// for the global node only. One workgroup per (caption, image) = (wid.x, wid.y):
+//   a_j = softmax_j(p0 · X_j) over the caption's m nodes, y0 = Σ_j a_j X_j,
+// with p0 = X_0·Mᵀ + c the folded query of the global node (see sgr.rs).
+@group(0) @binding(1) var<storage, read> p0: array<f32>;             // [n_img, n_cap, S]
+@group(0) @binding(2) var<storage, read> xn: array<f32>;             // [n_img, n_nodes, S]
+@group(0) @binding(3) var<storage, read> goff: array<u32>;           // [n_cap + 1] node_off
+@group(0) @binding(4) var<storage, read_write> logits: array<f32>;   // [n_img, n_nodes] scratch: a_j at the node's row
+@group(0) @binding(5) var<storage, read_write> y0: array<f32>;       // [n_img, n_cap, S]
+
+var<workgroup> red: array<f32, 256>;
+var<workgroup> wg_nodes: vec2<u32>;
+
+fn block_sum(li: u32, v: f32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (li < s) {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn sgr_forward_attend_global(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    let i = wid.y;
+    if (li == 0u) {
+        wg_nodes = vec2<u32>(goff[c], goff[c + 1u] - goff[c]);
+    }
+    let nodes = workgroupUniformLoad(&wg_nodes);
+    let m = nodes.y;
+    let n0 = i * p.n_nodes + nodes.x;
+    let prow = (i * p.n_cap + c) * p.s;
+    var mx = -3.4e38;
+    for (var j = 0u; j < m; j++) {
+        var part = 0.0;
+        for (var kk = li; kk < p.s; kk += 256u) {
+            part += p0[prow + kk] * xn[(n0 + j) * p.s + kk];
+        }
+        let a = block_sum(li, part);
+        mx = max(mx, a);
+        if (li == 0u) {
+            logits[n0 + j] = a;
+        }
+    }
+    storageBarrier();
+    var part = 0.0;
+    for (var j = li; j < m; j += 256u) {
+        part += exp_acc(logits[n0 + j] - mx);
+    }
+    let total = block_sum(li, part);
+    for (var j = li; j < m; j += 256u) {
+        logits[n0 + j] = exp_acc(logits[n0 + j] - mx) / total;
+    }
+    storageBarrier();
+    for (var kk = li; kk < p.s; kk += 256u) {
+        var o = 0.0;
+        for (var j = 0u; j < m; j++) {
+            o += logits[n0 + j] * xn[(n0 + j) * p.s + kk];
+        }
+        y0[prow + kk] = o;
+    }
 }

@@ -18,7 +18,7 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: Params;                         // sizes and flags
 @group(0) @binding(1) var<storage, read> y: array<f32>;              // [rows, S] projections before l2norm
 @group(0) @binding(2) var<storage, read> word_cap: array<u32>;       // [n_words]
 @group(0) @binding(3) var<storage, read> node_off: array<u32>;       // [n_cap + 1]

@@ -29,6 +29,10 @@ pub enum SgrafError {
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: String, msg: String },
 
+    /// A PyTorch checkpoint (`.pth.tar`) that is malformed, truncated, unsafe or not an SGRAF checkpoint.
+    #[error("PyTorch checkpoint {path}: {msg}")]
+    Pth { path: String, msg: String },
+
     /// Inputs that do not fit the model (feature size, region count, NaN features).
     #[error("{0}")]
     Input(String),

@@ -55,7 +55,7 @@ fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     let mut worst = (0usize, 0.0f32);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g - w).abs();
-        if !(err <= tol * (1.0 + w.abs())) {
+        if err.is_nan() || err > tol * (1.0 + w.abs()) {
             panic!("{name}[{i}]: GPU {g} vs CPU {w} (|diff| {err:e}, tolerance {tol:e}·(1+|cpu|))");
         }
         if err > worst.1 {
@@ -562,6 +562,15 @@ fn sgr_matches_cpu() {
     }
     assert_eq!(got.len(), 1 + kept.len(), "sgr: number of kept steps");
     assert_close("sgr s (global nodes)", &got[0], &want, TOL);
+
+    // Scores-only (eval) form: folded query/key, last step for the global node only.
+    let folded: Vec<_> = steps.iter().map(sgraf::cpu::sgr::FoldedStep::new).collect();
+    let gfolded: Vec<_> = folded.iter().map(|f| sgraf::gpu::sgr::GpuFoldedStep::upload(ctx, f).unwrap()).collect();
+    let got =
+        run(|enc| vec![sgraf::gpu::sgr::forward_scores_only(ctx, enc, &gx, &gsteps, &gfolded, &glay, N_IMG).unwrap()]);
+    let want_folded = sgraf::cpu::sgr::forward_scores_only(&x, &steps, &folded, &lay, N_IMG);
+    assert_close("sgr s (scores-only)", &got[0], &want_folded, TOL);
+    assert_close("sgr s (scores-only vs full)", &got[0], &want, 1e-4);
 }
 
 #[test]
@@ -719,6 +728,28 @@ fn check_model(module: Module, mode: Mode, seed: u64) {
     let (gs2, _) = model.score_tile(&cimg, &ccap, mode, false).unwrap();
     let (cs2, _) = sgraf::cpu::model::score_tile(&p, &cimg, &ccap, mode, false);
     assert_close(&format!("{name} sims (no trace)"), &gs2, &cs2, TOL);
+    if mode == Mode::Eval {
+        // All pairs in 2 × 3 tiles, pipelined, against one CPU tile.
+        let mut calls = 0;
+        let all = model.score_all_tiled(&cimg, &ccap, (2, 3), &mut |_, _| calls += 1).unwrap();
+        assert_eq!(calls, 4, "{name}: score_all progress calls");
+        assert_close(&format!("{name} score_all"), &all, &cs2, TOL);
+    }
+}
+
+/// Captions are encoded in chunks on the GPU; the packed result is the same.
+#[test]
+fn encode_many_captions() {
+    let p = small_params(Module::Saf, 45);
+    let model = sgraf::gpu::model::GpuModel::new(gpu_shared().clone(), &p).unwrap();
+    let mut rng = Lcg::new(46);
+    let captions: Vec<Vec<u32>> =
+        (0..150).map(|_| (0..2 + rng.next_u32() as usize % 9).map(|_| rng.next_u32() % 30).collect()).collect();
+    let g = model.encode_captions(&captions).unwrap();
+    let c = sgraf::cpu::model::encode_captions(&p, &captions);
+    assert_eq!(g.layout, c.layout, "caption layout");
+    assert_close("150 captions t", &g.t, &c.t, TOL);
+    assert_close("150 captions t_glo", &g.t_glo, &c.t_glo, TOL);
 }
 
 #[test]

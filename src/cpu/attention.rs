@@ -19,8 +19,23 @@ pub fn forward(
     let (r, nw) = (N_REGIONS, lay.n_words());
     let mut ctx = vec![0.0; n_img * nw * e];
     let mut attn_all = if keep_attn { vec![0.0; n_img * nw * r] } else { Vec::new() };
-    let mut a = vec![0.0; r * nw]; // [36, n_words]
-    let mut attn = vec![0.0; nw * r]; // [n_words, 36]
+    forward_into(v, t, lay, n_img, e, &mut ctx, keep_attn.then_some(&mut attn_all[..]));
+    (ctx, attn_all)
+}
+
+/// As [`forward`], writing `ctx [n_img, n_words, E]` (and `attn [n_img, n_words, 36]`) into given buffers.
+pub fn forward_into(
+    v: &[f32],
+    t: &[f32],
+    lay: &TileLayout,
+    n_img: usize,
+    e: usize,
+    ctx: &mut [f32],
+    mut attn_all: Option<&mut [f32]>,
+) {
+    let (r, nw) = (N_REGIONS, lay.n_words());
+    let mut a = super::Scratch::new(r * nw); // [36, n_words]
+    let mut attn = super::Scratch::new(nw * r); // [n_words, 36]
     for i in 0..n_img {
         let vi = &v[i * r * e..(i + 1) * r * e];
         super::matmul_nt(vi, t, &mut a, r, e, nw, false);
@@ -28,11 +43,10 @@ pub fn forward(
         let ci = &mut ctx[i * nw * e..(i + 1) * nw * e];
         super::matmul_nn(&attn, vi, ci, nw, r, e, false);
         super::l2norm::forward(ci, e);
-        if keep_attn {
-            attn_all[i * nw * r..(i + 1) * nw * r].copy_from_slice(&attn);
+        if let Some(all) = attn_all.as_deref_mut() {
+            all[i * nw * r..(i + 1) * nw * r].copy_from_slice(&attn);
         }
     }
-    (ctx, attn_all)
 }
 
 /// Logits `a [36, n_words]` → weights `attn [n_words, 36]`: LeakyReLU(0.1),

@@ -138,3 +138,43 @@ pub fn softmax(x: &mut [f32]) {
         *v /= s;
     }
 }
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A per-thread reusable buffer (returned to the thread's pool on drop), so
+/// the per-image loops do not allocate and zero megabytes per image. Its
+/// contents are unspecified: callers overwrite what they read.
+pub struct Scratch(Vec<f32>);
+
+impl Scratch {
+    pub fn new(len: usize) -> Scratch {
+        let mut v = POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+        if v.len() < len {
+            v.resize(len, 0.0);
+        }
+        v.truncate(len);
+        Scratch(v)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        POOL.with(|p| p.borrow_mut().push(v));
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}

@@ -83,6 +83,22 @@ pub fn encode_captions(p: &Params, captions: &[Vec<u32>]) -> CaptionEmb {
     CaptionEmb { layout, t, t_glo }
 }
 
+/// The attended vectors: kept (trace) or in a reusable per-thread buffer.
+enum CtxBuf {
+    Owned(Vec<f32>),
+    Scratch(super::Scratch),
+}
+
+impl std::ops::Deref for CtxBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            CtxBuf::Owned(v) => v,
+            CtxBuf::Scratch(s) => s,
+        }
+    }
+}
+
 /// Every intermediate of one scoring call, in tile layout.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
@@ -123,7 +139,14 @@ fn score_tile_folded(
     let (e, s) = (p.cfg.embed, p.cfg.sim_dim);
     let lay = &cap.layout;
     let n_img = img.n;
-    let (ctx, attn) = super::attention::forward(&img.v, &cap.t, lay, n_img, e, trace);
+    let (ctx, attn) = if trace {
+        let (c, a) = super::attention::forward(&img.v, &cap.t, lay, n_img, e, true);
+        (CtxBuf::Owned(c), a)
+    } else {
+        let mut c = super::Scratch::new(n_img * lay.n_words() * e);
+        super::attention::forward_into(&img.v, &cap.t, lay, n_img, e, &mut c, None);
+        (CtxBuf::Scratch(c), Vec::new())
+    };
     let mut nodes = vec![0.0; n_img * lay.n_nodes() * s];
     let loc = super::similarity::local_forward(&ctx, &cap.t, &p.sim_loc, lay, n_img, &mut nodes, trace);
     let glo = super::similarity::global_forward(&img.v_glo, &cap.t_glo, &p.sim_glo, lay, n_img, &mut nodes, trace);
@@ -139,6 +162,10 @@ fn score_tile_folded(
         }
     };
     let (logit, sims) = super::head::forward(&sim_vec, &p.sim_eval, n_img * lay.n_cap());
+    let ctx = match ctx {
+        CtxBuf::Owned(c) => c,
+        CtxBuf::Scratch(_) => Vec::new(),
+    };
     let tr = trace.then(|| Trace {
         ctx,
         attn,

@@ -17,8 +17,8 @@ pub fn local_forward(
     keep_linear: bool,
 ) -> Vec<f32> {
     let (e, s, nw, nn) = (lin.n_in, lin.n_out, lay.n_words(), lay.n_nodes());
-    let mut d = vec![0.0; nw * e]; // [n_words, E]
-    let mut y = vec![0.0; nw * s]; // [n_words, S]
+    let mut d = super::Scratch::new(nw * e); // [n_words, E]
+    let mut y = super::Scratch::new(nw * s); // [n_words, S]
     let mut kept = if keep_linear { Vec::with_capacity(n_img * nw * s) } else { Vec::new() };
     for i in 0..n_img {
         let ci = &ctx[i * nw * e..(i + 1) * nw * e];

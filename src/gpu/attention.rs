@@ -4,13 +4,14 @@
 
 use super::context::{Access, GpuContext, Shader};
 use super::linear::{self, Gemm};
-use super::params::{zeros, GpuLayout};
+use super::params::{scratch, GpuLayout};
 use super::tensor::GpuTensor;
 use super::{expect_numel, l2norm, u32c};
 use crate::error::Result;
 use crate::model::params::N_REGIONS;
 
-pub const SHADER: Shader = Shader { name: "attention", source: include_str!("../../shaders/attention.wgsl") };
+pub const SHADER: Shader =
+    Shader { name: "attention", source: include_str!("../../shaders/attention.wgsl"), trusted: false };
 
 /// Softmax smoothing λ.
 pub const LAMBDA: f32 = 9.0;
@@ -50,11 +51,11 @@ pub fn forward(
     n_img: usize,
 ) -> Result<AttentionOut> {
     let (r, nw, nc) = (N_REGIONS, lay.n_words(), lay.n_cap());
-    let e = if nw == 0 { 0 } else { t.numel() / nw };
+    let e = t.numel().checked_div(nw).unwrap_or(0);
     expect_numel("attention words", t, nw * e)?;
     expect_numel("attention regions", v, n_img * r * e)?;
     // Logits a = v·tᵀ                                              [n_img·36, n_words]
-    let a = zeros(ctx, &[n_img * r, nw])?;
+    let a = scratch(ctx, &[n_img * r, nw])?;
     linear::gemm(ctx, encoder, v, t, None, &a, None, &Gemm::linear(n_img * r, e, nw))?;
     let params = Params {
         n_img: u32c("images", n_img)?,
@@ -66,8 +67,8 @@ pub fn forward(
         _pad0: 0,
         _pad1: 0,
     };
-    // 1 / (‖LeakyReLU(a)‖ over each caption's words + 1e-8)      [n_img·36, n_cap]
-    let inv_norm = zeros(ctx, &[n_img * r, nc])?;
+    // ‖LeakyReLU(a)‖ over each caption's words + 1e-8              [n_img·36, n_cap]
+    let norm = scratch(ctx, &[n_img * r, nc])?;
     u32c("attention norms", n_img * r * nc)?;
     let k =
         ctx.kernel(&SHADER, "attention_forward_norm", &[Access::Read, Access::Read, Access::Read, Access::ReadWrite]);
@@ -75,11 +76,11 @@ pub fn forward(
         encoder,
         &k,
         &params,
-        &[&a.buffer, &lay.word_off.buffer, &lay.word_cap.buffer, &inv_norm.buffer],
+        &[&a.buffer, &lay.word_off.buffer, &lay.word_cap.buffer, &norm.buffer],
         ctx.grid_1d((n_img * r * nc).div_ceil(256) as u64),
     );
     // Softmax over regions                                         [n_img, n_words, 36]
-    let attn = zeros(ctx, &[n_img, nw, r])?;
+    let attn = scratch(ctx, &[n_img, nw, r])?;
     let k = ctx.kernel(
         &SHADER,
         "attention_forward_softmax",
@@ -89,11 +90,11 @@ pub fn forward(
         encoder,
         &k,
         &params,
-        &[&a.buffer, &lay.word_off.buffer, &lay.word_cap.buffer, &inv_norm.buffer, &attn.buffer],
+        &[&a.buffer, &lay.word_off.buffer, &lay.word_cap.buffer, &norm.buffer, &attn.buffer],
         ctx.grid_1d((n_img * nw).div_ceil(256) as u64),
     );
     // ctx[i] = attn[i] · v[i], then l2norm                         [n_img, n_words, E]
-    let attended = zeros(ctx, &[n_img, nw, e])?;
+    let attended = scratch(ctx, &[n_img, nw, e])?;
     let mut g = Gemm::batched(n_img, nw, r, e, false);
     g.w_bstride = r * e;
     linear::gemm(ctx, encoder, &attn, v, None, &attended, None, &g)?;

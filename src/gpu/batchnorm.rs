@@ -2,13 +2,14 @@
 //! (`shaders/batchnorm.wgsl`).
 
 use super::context::{Access, GpuContext, Shader};
-use super::params::{zeros, GpuBatchNorm};
+use super::params::{scratch, GpuBatchNorm};
 use super::tensor::GpuTensor;
 use super::{expect_numel, u32c};
 use crate::error::{Result, SgrafError};
 use crate::model::params::Mode;
 
-pub const SHADER: Shader = Shader { name: "batchnorm", source: include_str!("../../shaders/batchnorm.wgsl") };
+pub const SHADER: Shader =
+    Shader { name: "batchnorm", source: include_str!("../../shaders/batchnorm.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -65,7 +66,7 @@ pub fn forward(
     };
     u32c("batchnorm size", n * c * l)?;
     let stats = if mode == Mode::Train {
-        let stats = zeros(ctx, &[2, c])?;
+        let stats = scratch(ctx, &[2, c])?;
         let k = ctx.kernel(&SHADER, "batchnorm_forward_stats", &[Access::Read, Access::ReadWrite]);
         ctx.dispatch(encoder, &k, &params, &[&x.buffer, &stats.buffer], [params.c, 1, 1]);
         params.var_off = params.c;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use super::tensor::BufferPool;
 use crate::error::{Result, SgrafError};
 
 /// A WGSL source file and the name it is cached under.
@@ -21,6 +22,12 @@ pub struct Shader {
     pub name: &'static str,
     /// The WGSL text (`include_str!`).
     pub source: &'static str,
+    /// Compile without wgpu's injected runtime checks (index clamping, loop
+    /// bounding, division guards). Only for shaders whose every access is
+    /// guarded in WGSL and whose wrapper checks every extent on the host
+    /// (the linear kernel, where the checks sit in the innermost loop).
+    /// `SGRAF_GPU_CHECKED=1` turns the checks back on for every shader.
+    pub trusted: bool,
 }
 
 /// How a storage binding is accessed by a kernel (binding 1, 2, … in order).
@@ -55,6 +62,7 @@ pub struct GpuContext {
     kernels: Mutex<HashMap<(&'static str, &'static str), Arc<Kernel>>>,
     /// 16-byte buffer bound where a kernel's optional input is absent.
     dummy: wgpu::Buffer,
+    pool: Arc<BufferPool>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -134,6 +142,7 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let pool_cap: u64 = if info.device_type == wgpu::DeviceType::Cpu { 256 << 20 } else { 4 << 30 };
         Ok(GpuContext {
             device,
             queue,
@@ -142,6 +151,7 @@ impl GpuContext {
             modules: Mutex::new(HashMap::new()),
             kernels: Mutex::new(HashMap::new()),
             dummy,
+            pool: Arc::new(BufferPool::new(pool_cap)),
         })
     }
 
@@ -234,12 +244,27 @@ impl GpuContext {
         modules
             .entry(shader.name)
             .or_insert_with(|| {
-                Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name),
                     source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                }))
+                };
+                let checked = std::env::var("SGRAF_GPU_CHECKED").is_ok_and(|v| v != "0");
+                Arc::new(if shader.trusted && !checked {
+                    // SAFETY: see `Shader::trusted`: every storage and
+                    // workgroup access of a trusted shader is in bounds by
+                    // construction, its loops terminate and its divisors are
+                    // non-zero (checked by the wrapper before dispatch).
+                    unsafe { self.device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+                } else {
+                    self.device.create_shader_module(desc)
+                })
             })
             .clone()
+    }
+
+    /// The pool of free intermediate buffers (see [`BufferPool`]).
+    pub fn pool(&self) -> &Arc<BufferPool> {
+        &self.pool
     }
 
     /// A buffer to bind where a kernel's optional input is absent.

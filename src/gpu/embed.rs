@@ -5,7 +5,7 @@ use super::tensor::{DType, GpuTensor};
 use super::{expect_numel, u32c};
 use crate::error::{Result, SgrafError};
 
-pub const SHADER: Shader = Shader { name: "embed", source: include_str!("../../shaders/embed.wgsl") };
+pub const SHADER: Shader = Shader { name: "embed", source: include_str!("../../shaders/embed.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

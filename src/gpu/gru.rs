@@ -4,12 +4,12 @@
 //! linear layer; the recurrence is one dispatch per step per direction.
 
 use super::context::{Access, GpuContext, Shader};
-use super::params::{zeros, GpuGruDirection, GpuLayout};
+use super::params::{scratch, zeros_in, GpuGruDirection, GpuLayout};
 use super::tensor::GpuTensor;
 use super::{expect_numel, linear, u32c};
 use crate::error::{Result, SgrafError};
 
-pub const SHADER: Shader = Shader { name: "gru", source: include_str!("../../shaders/gru.wgsl") };
+pub const SHADER: Shader = Shader { name: "gru", source: include_str!("../../shaders/gru.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -45,9 +45,9 @@ pub fn direction_forward(
     check(lay, l_max)?;
     let (n_cap, e, dw) = (lay.n_cap(), p.hidden, p.input);
     expect_numel("gru input", x, n_cap * l_max * dw)?;
-    let gi = zeros(ctx, &[n_cap, l_max, 3 * e])?; // [n_cap, l_max, 3E]
+    let gi = scratch(ctx, &[n_cap, l_max, 3 * e])?; // [n_cap, l_max, 3E]
     linear::gemm(ctx, encoder, x, &p.w_ih, Some(&p.b_ih), &gi, None, &linear::Gemm::linear(n_cap * l_max, dw, 3 * e))?;
-    let h = zeros(ctx, &[n_cap, l_max, e])?; // [n_cap, l_max, E]
+    let h = zeros_in(ctx, encoder, &[n_cap, l_max, e])?; // [n_cap, l_max, E], zeros past each length
     let mut params = Params {
         n_cap: u32c("captions", n_cap)?,
         l_max: u32c("l_max", l_max)?,
@@ -91,7 +91,7 @@ fn combine(
     packed: bool,
 ) -> Result<GpuTensor> {
     let n_cap = lay.n_cap();
-    let out = if packed { zeros(ctx, &[lay.n_words(), e])? } else { zeros(ctx, &[n_cap, l_max, e])? };
+    let out = if packed { scratch(ctx, &[lay.n_words(), e])? } else { scratch(ctx, &[n_cap, l_max, e])? };
     let params = Params {
         n_cap: u32c("captions", n_cap)?,
         l_max: u32c("l_max", l_max)?,

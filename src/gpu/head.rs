@@ -1,12 +1,12 @@
 //! Score head `σ(Linear_eval(s))` (spec §6.7, `shaders/head.wgsl`).
 
 use super::context::{Access, GpuContext, Shader};
-use super::params::{zeros, GpuLinear};
+use super::params::{scratch, GpuLinear};
 use super::tensor::GpuTensor;
 use super::{expect_numel, u32c};
 use crate::error::{Result, SgrafError};
 
-pub const SHADER: Shader = Shader { name: "head", source: include_str!("../../shaders/head.wgsl") };
+pub const SHADER: Shader = Shader { name: "head", source: include_str!("../../shaders/head.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -29,8 +29,8 @@ pub fn forward(
         return Err(SgrafError::Input(format!("head: Linear_eval has {} outputs, expected 1", lin.n_out)));
     }
     expect_numel("head input", s, p * lin.n_in)?;
-    let logits = zeros(ctx, &[p])?;
-    let scores = zeros(ctx, &[p])?;
+    let logits = scratch(ctx, &[p])?;
+    let scores = scratch(ctx, &[p])?;
     let params = Params { rows: u32c("pairs", p)?, s: u32c("S", lin.n_in)?, _pad0: 0, _pad1: 0 };
     let k = ctx.kernel(
         &SHADER,

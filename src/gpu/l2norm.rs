@@ -5,7 +5,7 @@ use super::tensor::GpuTensor;
 use super::u32c;
 use crate::error::{Result, SgrafError};
 
-pub const SHADER: Shader = Shader { name: "l2norm", source: include_str!("../../shaders/l2norm.wgsl") };
+pub const SHADER: Shader = Shader { name: "l2norm", source: include_str!("../../shaders/l2norm.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -18,7 +18,7 @@ struct Params {
 
 /// Normalises every row of `x [.., n]` in place.
 pub fn forward(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor, n: usize) -> Result<()> {
-    if n == 0 || x.numel() % n != 0 {
+    if n == 0 || !x.numel().is_multiple_of(n) {
         return Err(SgrafError::Input(format!("l2norm: shape {:?} is not [.., {n}]", x.shape)));
     }
     forward_rows(ctx, encoder, x, x.numel() / n, n, n, 0)

@@ -8,7 +8,7 @@ use super::context::{Access, GpuContext, Shader};
 use super::tensor::GpuTensor;
 use crate::error::{Result, SgrafError};
 
-pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../shaders/linear.wgsl") };
+pub const SHADER: Shader = Shader { name: "linear", source: include_str!("../../shaders/linear.wgsl"), trusted: true };
 
 const TILE: usize = 128;
 
@@ -217,9 +217,6 @@ pub fn gemm(
     }
     if g.sqdiff.is_some() {
         flags |= 8;
-    }
-    if g.x_div != 1 {
-        flags |= 256;
     }
     let d = g.sqdiff.unwrap_or(SqDiff { off: 0, ld: 0, modulus: 1 });
     let params = Params {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::context::GpuContext;
-use super::params::{zeros, GpuLayout, GpuParams, GpuReasoning};
+use super::params::{scratch, GpuLayout, GpuParams, GpuReasoning};
 use super::tensor::{read_f32_many, GpuTensor};
 use super::{attention, embed, gru, head, image_fc, saf, sgr, similarity, text_sa, visual_sa};
 use crate::cpu::batchnorm::BnStats;
@@ -18,7 +18,7 @@ use crate::cpu::model::{CaptionEmb, ImageEmb, Trace};
 use crate::cpu::saf::SafTrace;
 use crate::error::{Result, SgrafError};
 use crate::model::layout::TileLayout;
-use crate::model::params::{Mode, Params, N_REGIONS};
+use crate::model::params::{Mode, Params, Reasoning, N_REGIONS};
 
 /// Encoded images on the GPU.
 #[derive(Debug)]
@@ -56,6 +56,8 @@ pub struct GpuScores {
 pub struct GpuModel {
     ctx: Arc<GpuContext>,
     params: GpuParams,
+    /// SGR steps folded for eval scoring (empty for SAF).
+    folded: Vec<sgr::GpuFoldedStep>,
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -67,7 +69,14 @@ impl GpuModel {
     /// Uploads `p` to the device of `ctx`.
     pub fn new(ctx: Arc<GpuContext>, p: &Params) -> Result<GpuModel> {
         let params = GpuParams::upload(&ctx, p)?;
-        Ok(GpuModel { ctx, params })
+        let folded = match &p.reasoning {
+            Reasoning::Sgr(steps) => steps
+                .iter()
+                .map(|st| sgr::GpuFoldedStep::upload(&ctx, &crate::cpu::sgr::FoldedStep::new(st)))
+                .collect::<Result<_>>()?,
+            Reasoning::Saf(_) => Vec::new(),
+        };
+        Ok(GpuModel { ctx, params, folded })
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -97,7 +106,7 @@ impl GpuModel {
     ) -> Result<(GpuImageEmb, visual_sa::VisualSaStats)> {
         let (ctx, p) = (&*self.ctx, &self.params);
         let e = p.cfg.embed;
-        let v = zeros(ctx, &[n, N_REGIONS, e])?;
+        let v = scratch(ctx, &[n, N_REGIONS, e])?;
         image_fc::forward(ctx, encoder, images, &p.img_fc, &v)?;
         let sa = visual_sa::forward(ctx, encoder, &v, &p.v_sa, mode, n)?;
         Ok((GpuImageEmb { n, v, v_glo: sa.v_glo }, sa.stats))
@@ -128,7 +137,7 @@ impl GpuModel {
         }
         let layout = GpuLayout::upload(ctx, &TileLayout::new(&lengths))?;
         let ids = GpuTensor::upload_u32(ctx, &ids, &[captions.len(), l_max])?;
-        let x = zeros(ctx, &[captions.len(), l_max, dw])?;
+        let x = scratch(ctx, &[captions.len(), l_max, dw])?;
         embed::forward(ctx, encoder, &ids, &p.embed, &x)?;
         let t = gru::forward_packed(ctx, encoder, &x, &layout, &p.gru_fwd, &p.gru_bwd, l_max)?;
         let t_glo = text_sa::forward(ctx, encoder, &t, &p.t_sa, &layout)?.t_glo;
@@ -138,8 +147,9 @@ impl GpuModel {
     // ---------------------------------------------------------------- scoring
 
     /// Scores every image of `img` against every caption of `cap`, recorded
-    /// into `encoder`: `sims [n_img, n_cap]` plus the intermediates (the
-    /// SGR step outputs only when `keep_steps`).
+    /// into `encoder`: `sims [n_img, n_cap]` plus the intermediates. With
+    /// `keep_steps` the SGR step outputs are kept; in eval mode without it
+    /// SGR runs its scores-only form ([`sgr::forward_scores_only`]).
     pub fn score_tile_gpu(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -153,13 +163,16 @@ impl GpuModel {
         let lay = &cap.layout;
         let n_img = img.n;
         let att = attention::forward(ctx, encoder, &img.v, &cap.t, lay, n_img)?;
-        let nodes = zeros(ctx, &[n_img, lay.n_nodes(), s])?;
+        let nodes = scratch(ctx, &[n_img, lay.n_nodes(), s])?;
         let loc = similarity::local_forward(ctx, encoder, &att.ctx, &cap.t, &p.sim_loc, lay, n_img, &nodes)?;
         let glo = similarity::global_forward(ctx, encoder, &img.v_glo, &cap.t_glo, &p.sim_glo, lay, n_img, &nodes)?;
         let (sim_vec, sgr_steps, saf_out) = match &p.reasoning {
-            GpuReasoning::Sgr(steps) => {
+            GpuReasoning::Sgr(steps) if keep_steps || mode == Mode::Train => {
                 let (out, kept) = sgr::forward(ctx, encoder, &nodes, steps, lay, n_img, keep_steps)?;
                 (out, kept, None)
+            }
+            GpuReasoning::Sgr(steps) => {
+                (sgr::forward_scores_only(ctx, encoder, &nodes, steps, &self.folded, lay, n_img)?, Vec::new(), None)
             }
             GpuReasoning::Saf(sp) => {
                 let o = saf::forward(ctx, encoder, &nodes, sp, lay, n_img, mode)?;
@@ -204,16 +217,23 @@ impl GpuModel {
         Ok(ImageEmb { n, v, v_glo })
     }
 
-    /// Token ids per caption → packed caption embeddings on the host.
+    /// Token ids per caption → packed caption embeddings on the host, in
+    /// chunks of captions (the GRU's input projections take
+    /// `chunk × l_max × 3E` values per direction).
     pub async fn encode_captions_async(&self, captions: &[Vec<u32>]) -> Result<CaptionEmb> {
         let ctx = &*self.ctx;
-        let mut enc = ctx.encoder("encode_captions");
-        let emb = self.encode_captions_gpu(&mut enc, captions)?;
-        ctx.submit(enc);
-        let mut r = read_f32_many(ctx, &[&emb.t, &emb.t_glo]).await?;
-        let t_glo = r.pop().unwrap_or_default();
-        let t = r.pop().unwrap_or_default();
-        Ok(CaptionEmb { layout: emb.layout.host, t, t_glo })
+        let chunk = if ctx.is_software() { 64 } else { 256 };
+        let (mut t, mut t_glo) = (Vec::new(), Vec::new());
+        for part in captions.chunks(chunk) {
+            let mut enc = ctx.encoder("encode_captions");
+            let emb = self.encode_captions_gpu(&mut enc, part)?;
+            ctx.submit(enc);
+            let mut r = read_f32_many(ctx, &[&emb.t, &emb.t_glo]).await?.into_iter();
+            t.extend(r.next().unwrap_or_default());
+            t_glo.extend(r.next().unwrap_or_default());
+        }
+        let lengths: Vec<usize> = captions.iter().map(|c| c.len()).collect();
+        Ok(CaptionEmb { layout: TileLayout::new(&lengths), t, t_glo })
     }
 
     /// Uploads host embeddings.
@@ -346,6 +366,75 @@ impl GpuModel {
         }
     }
 
+    /// Eval-mode scores of every image × caption, `[n_img, n_cap]` (row =
+    /// image): tiles of [`Self::tile_sizes`], every embedding uploaded once,
+    /// one submission per tile with the next tile recorded while the GPU
+    /// runs the previous one, and one readback at the end.
+    /// `progress(done, total)` is called after each tile.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn score_all(
+        &self,
+        img: &ImageEmb,
+        cap: &CaptionEmb,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
+        let tiles = self.tile_sizes(img.n, &cap.layout.lengths);
+        self.score_all_tiled(img, cap, tiles, progress)
+    }
+
+    /// [`Self::score_all`] with explicit (images, captions) per tile.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn score_all_tiled(
+        &self,
+        img: &ImageEmb,
+        cap: &CaptionEmb,
+        (it, ct): (usize, usize),
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<f32>> {
+        let ctx = &*self.ctx;
+        let e = self.params.cfg.embed;
+        let (n_img, n_cap) = (img.n, cap.layout.n_cap());
+        if it == 0 || ct == 0 {
+            return Err(SgrafError::Input("score_all: zero tile size".into()));
+        }
+        let img_tiles: Vec<(usize, GpuImageEmb)> = (0..n_img)
+            .step_by(it)
+            .map(|i0| Ok((i0, self.upload_images(&img.slice(i0..(i0 + it).min(n_img), e))?)))
+            .collect::<Result<_>>()?;
+        let total = img_tiles.len() * n_cap.div_ceil(ct);
+        let mut tiles: Vec<(usize, usize, usize, usize, GpuTensor)> = Vec::with_capacity(total); // i0, n_i, c0, n_c, sims
+        let mut in_flight: Option<wgpu::SubmissionIndex> = None;
+        let wait = |idx: wgpu::SubmissionIndex| {
+            ctx.device
+                .poll(wgpu::PollType::Wait { submission_index: Some(idx), timeout: None })
+                .map(|_| ())
+                .map_err(|e| SgrafError::Gpu(format!("waiting for the GPU: {e}")))
+        };
+        for c0 in (0..n_cap).step_by(ct) {
+            let c1 = (c0 + ct).min(n_cap);
+            let gc = self.upload_captions(&cap.slice(c0..c1, e))?;
+            for (i0, gi) in &img_tiles {
+                let mut enc = ctx.encoder("score_all tile");
+                let out = self.score_tile_gpu(&mut enc, gi, &gc, Mode::Eval, false)?;
+                let idx = ctx.submit(enc);
+                tiles.push((*i0, gi.n, c0, c1 - c0, out.sims));
+                if let Some(prev) = in_flight.replace(idx) {
+                    wait(prev)?;
+                }
+                progress(tiles.len(), total);
+            }
+        }
+        let refs: Vec<&GpuTensor> = tiles.iter().map(|t| &t.4).collect();
+        let vals = pollster::block_on(read_f32_many(ctx, &refs))?;
+        let mut sims = vec![0.0f32; n_img * n_cap];
+        for ((i0, ni, c0, nc, _), s) in tiles.iter().zip(&vals) {
+            for i in 0..*ni {
+                sims[(i0 + i) * n_cap + c0..(i0 + i) * n_cap + c0 + nc].copy_from_slice(&s[i * nc..(i + 1) * nc]);
+            }
+        }
+        Ok(sims)
+    }
+
     /// (images per tile, captions per tile) for scoring `n_img` images
     /// against captions of these lengths: the largest per-tile tensor
     /// (`ctx [n_img, n_words, E]`) is kept within one storage binding and a
@@ -366,7 +455,7 @@ impl GpuModel {
 /// A copy of `t` (recorded), so an output can be moved out of a struct that
 /// is returned whole.
 fn copy_of(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, t: &GpuTensor) -> Result<GpuTensor> {
-    let out = GpuTensor::zeros(ctx, &t.shape, t.dtype)?;
+    let out = GpuTensor::scratch(ctx, &t.shape, t.dtype)?;
     if t.size_bytes() > 0 {
         encoder.copy_buffer_to_buffer(&t.buffer, 0, &out.buffer, 0, t.size_bytes());
     }
@@ -383,7 +472,7 @@ pub fn measure_matmul_gflops(ctx: &GpuContext) -> Result<f64> {
     let reps = if ctx.is_software() { 2 } else { 10 };
     let a = GpuTensor::upload_f32(ctx, &vec![0.5f32; n * n], &[n, n])?;
     let b = GpuTensor::upload_f32(ctx, &vec![0.25f32; n * n], &[n, n])?;
-    let c = zeros(ctx, &[n, n])?;
+    let c = scratch(ctx, &[n, n])?;
     let wait = || {
         ctx.device
             .poll(wgpu::PollType::wait_indefinitely())

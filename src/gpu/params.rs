@@ -79,7 +79,7 @@ impl GpuGruDirection {
     pub fn upload(ctx: &GpuContext, g: &GruDirection) -> Result<Self> {
         let three_e = g.b_hh.len();
         let e = three_e / 3;
-        let dw = if three_e == 0 { 0 } else { g.w_ih.len() / three_e };
+        let dw = g.w_ih.len().checked_div(three_e).unwrap_or(0);
         Ok(GpuGruDirection {
             w_ih: GpuTensor::upload_f32(ctx, &g.w_ih, &[three_e, dw])?,
             w_hh: GpuTensor::upload_f32(ctx, &g.w_hh, &[three_e, e])?,
@@ -165,7 +165,7 @@ impl GpuSaf {
 #[derive(Debug)]
 pub enum GpuReasoning {
     Sgr(Vec<GpuSgrStep>),
-    Saf(GpuSaf),
+    Saf(Box<GpuSaf>),
 }
 
 /// All parameters of one model on the GPU.
@@ -201,7 +201,7 @@ impl GpuParams {
                 Reasoning::Sgr(steps) => {
                     GpuReasoning::Sgr(steps.iter().map(|s| GpuSgrStep::upload(ctx, s)).collect::<Result<_>>()?)
                 }
-                Reasoning::Saf(saf) => GpuReasoning::Saf(GpuSaf::upload(ctx, saf)?),
+                Reasoning::Saf(saf) => GpuReasoning::Saf(Box::new(GpuSaf::upload(ctx, saf)?)),
             },
         })
     }
@@ -253,7 +253,13 @@ impl GpuLayout {
     }
 }
 
-/// A fresh zero `f32` tensor (shorthand used by the layer wrappers).
-pub(crate) fn zeros(ctx: &GpuContext, shape: &[usize]) -> Result<GpuTensor> {
-    GpuTensor::zeros(ctx, shape, DType::F32)
+/// An `f32` tensor with unspecified contents, for outputs that a kernel
+/// writes completely (shorthand used by the layer wrappers).
+pub(crate) fn scratch(ctx: &GpuContext, shape: &[usize]) -> Result<GpuTensor> {
+    GpuTensor::scratch(ctx, shape, DType::F32)
+}
+
+/// An `f32` tensor cleared to zero by a command recorded into `encoder`.
+pub(crate) fn zeros_in(ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, shape: &[usize]) -> Result<GpuTensor> {
+    GpuTensor::zeros_in(ctx, encoder, shape, DType::F32)
 }

@@ -2,13 +2,13 @@
 //! per-node weights `l1norm(σ(BN(Linear_a(X))))`, then `l2norm(Σ β X)`.
 
 use super::context::{Access, GpuContext, Shader};
-use super::params::{zeros, GpuLayout, GpuSaf};
+use super::params::{scratch, GpuLayout, GpuSaf};
 use super::tensor::GpuTensor;
 use super::{expect_numel, u32c};
 use crate::error::{Result, SgrafError};
 use crate::model::params::Mode;
 
-pub const SHADER: Shader = Shader { name: "saf", source: include_str!("../../shaders/saf.wgsl") };
+pub const SHADER: Shader = Shader { name: "saf", source: include_str!("../../shaders/saf.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -69,7 +69,7 @@ pub fn forward(
         _pad2: 0,
     };
     // β = X·w_a + b_a                                              [n_img, n_nodes]
-    let beta = zeros(ctx, &[n_img, nn])?;
+    let beta = scratch(ctx, &[n_img, nn])?;
     let k = ctx.kernel(&SHADER, "saf_forward_logits", &[Access::Read, Access::Read, Access::Read, Access::ReadWrite]);
     ctx.dispatch(
         encoder,
@@ -79,8 +79,8 @@ pub fn forward(
         ctx.grid_1d((n_img * nn).div_ceil(32) as u64),
     );
     // BatchNorm1d(1) as a per-caption affine map                   [2, n_cap]
-    let stats = zeros(ctx, &[2, nc])?;
-    let coef = zeros(ctx, &[2, nc])?;
+    let stats = scratch(ctx, &[2, nc])?;
+    let coef = scratch(ctx, &[2, nc])?;
     let k = ctx.kernel(
         &SHADER,
         "saf_forward_stats",
@@ -113,8 +113,8 @@ pub fn forward(
         [nc as u32, 1, 1],
     );
     // σ, l1 weights, pooled vector                                 [n_img, n_cap, S]
-    let weights = zeros(ctx, &[n_img, nn])?;
-    let s_out = zeros(ctx, &[n_img, nc, s])?;
+    let weights = scratch(ctx, &[n_img, nn])?;
+    let s_out = scratch(ctx, &[n_img, nc, s])?;
     let k = ctx.kernel(
         &SHADER,
         "saf_forward_pool",

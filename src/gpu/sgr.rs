@@ -4,12 +4,14 @@
 
 use super::context::{Access, GpuContext, Shader};
 use super::linear::{self, Activation};
-use super::params::{zeros, GpuLayout, GpuSgrStep};
+use super::params::{scratch, GpuLayout, GpuLinear, GpuSgrStep};
 use super::tensor::GpuTensor;
 use super::{expect_numel, u32c};
+use crate::cpu::sgr::FoldedStep;
 use crate::error::{Result, SgrafError};
+use crate::model::params::Linear;
 
-pub const SHADER: Shader = Shader { name: "sgr", source: include_str!("../../shaders/sgr.wgsl") };
+pub const SHADER: Shader = Shader { name: "sgr", source: include_str!("../../shaders/sgr.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -47,27 +49,25 @@ pub struct SgrStepOut {
     pub attn: GpuTensor,
 }
 
-/// One step over `x [n_img, n_nodes, S]` → new `[n_img, n_nodes, S]`.
-pub fn step_forward(
+/// `A = softmax_rows(q kᵀ)` per graph and `Y = A·x`: `(attn [n_img, sq_total], y [n_img, n_nodes, S])`.
+#[allow(clippy::too_many_arguments)]
+fn attend(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
+    q: &GpuTensor,
+    k: &GpuTensor,
     x: &GpuTensor,
-    p: &GpuSgrStep,
     lay: &GpuLayout,
     n_img: usize,
-) -> Result<SgrStepOut> {
-    let (s, nn, nc) = (p.graph.n_out, lay.n_nodes(), lay.n_cap());
-    expect_numel("sgr nodes", x, n_img * nn * s)?;
+    s: usize,
+) -> Result<(GpuTensor, GpuTensor)> {
+    let (nn, nc) = (lay.n_nodes(), lay.n_cap());
     let max = ctx.max_groups() as usize;
     if nc > max || n_img > max {
         return Err(SgrafError::Input(format!("sgr: {n_img} images × {nc} captions exceed {max} workgroups per axis")));
     }
-    let q = zeros(ctx, &[n_img, nn, s])?;
-    let k = zeros(ctx, &[n_img, nn, s])?;
-    linear::forward(ctx, encoder, x, &p.query.w, Some(&p.query.b), &q)?;
-    linear::forward(ctx, encoder, x, &p.key.w, Some(&p.key.b), &k)?;
-    let attn = zeros(ctx, &[n_img, lay.sq_total])?;
-    let y = zeros(ctx, &[n_img, nn, s])?; // A·X
+    let attn = scratch(ctx, &[n_img, lay.sq_total])?;
+    let y = scratch(ctx, &[n_img, nn, s])?; // A·X
     u32c("SGR attention size", n_img * lay.sq_total)?;
     u32c("SGR node tensor size", n_img * nn * s)?;
     let kern = ctx.kernel(
@@ -82,9 +82,101 @@ pub fn step_forward(
         &[&q.buffer, &k.buffer, &x.buffer, &lay.node_off.buffer, &lay.sq_off.buffer, &attn.buffer, &y.buffer],
         [nc as u32, n_img as u32, 1],
     );
-    let out = zeros(ctx, &[n_img, nn, s])?;
+    Ok((attn, y))
+}
+
+/// One step over `x [n_img, n_nodes, S]` → new `[n_img, n_nodes, S]`.
+pub fn step_forward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    p: &GpuSgrStep,
+    lay: &GpuLayout,
+    n_img: usize,
+) -> Result<SgrStepOut> {
+    let (s, nn) = (p.graph.n_out, lay.n_nodes());
+    expect_numel("sgr nodes", x, n_img * nn * s)?;
+    let q = scratch(ctx, &[n_img, nn, s])?;
+    let k = scratch(ctx, &[n_img, nn, s])?;
+    linear::forward(ctx, encoder, x, &p.query.w, Some(&p.query.b), &q)?;
+    linear::forward(ctx, encoder, x, &p.key.w, Some(&p.key.b), &k)?;
+    let (attn, y) = attend(ctx, encoder, &q, &k, x, lay, n_img, s)?;
+    let out = scratch(ctx, &[n_img, nn, s])?;
     linear::forward_act(ctx, encoder, &y, &p.graph.w, Some(&p.graph.b), &out, Activation::Relu)?;
     Ok(SgrStepOut { x: out, attn })
+}
+
+/// An SGR step folded for scoring only (`cpu::sgr::FoldedStep`): the
+/// logits `Q Kᵀ` equal `P Xᵀ` up to a per-row constant, with
+/// `P = X·Mᵀ + c`, `M = W_kᵀ W_q [S, S]`, `c = W_kᵀ b_q [S]` held as a
+/// linear layer.
+#[derive(Debug)]
+pub struct GpuFoldedStep {
+    pub pq: GpuLinear,
+}
+
+impl GpuFoldedStep {
+    pub fn upload(ctx: &GpuContext, f: &FoldedStep) -> Result<Self> {
+        let s = f.c.len();
+        let pq = Linear { w: f.m.clone(), b: f.c.clone(), n_out: s, n_in: s };
+        Ok(GpuFoldedStep { pq: GpuLinear::upload(ctx, &pq)? })
+    }
+}
+
+/// Scores-only SGR (eval): equal to [`forward`]'s output up to rounding,
+/// with the query/key products folded ([`GpuFoldedStep`], one S×S product
+/// per node instead of two) and the last step computed for the global node
+/// only. `nodes [n_img, n_nodes, S]` → `s [n_img, n_cap, S]`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_scores_only(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    nodes: &GpuTensor,
+    steps: &[GpuSgrStep],
+    folded: &[GpuFoldedStep],
+    lay: &GpuLayout,
+    n_img: usize,
+) -> Result<GpuTensor> {
+    if steps.len() != folded.len() {
+        return Err(SgrafError::Input(format!("sgr: {} steps but {} folded steps", steps.len(), folded.len())));
+    }
+    let Some(last) = steps.len().checked_sub(1) else {
+        return Err(SgrafError::Input("sgr: no reasoning steps".into()));
+    };
+    let (s, nn, nc) = (steps[0].graph.n_out, lay.n_nodes(), lay.n_cap());
+    expect_numel("sgr nodes", nodes, n_img * nn * s)?;
+    let mut cur: Option<GpuTensor> = None;
+    for k in 0..last {
+        let x = cur.as_ref().unwrap_or(nodes);
+        let pq = scratch(ctx, &[n_img, nn, s])?; // P = X·Mᵀ + c
+        linear::forward(ctx, encoder, x, &folded[k].pq.w, Some(&folded[k].pq.b), &pq)?;
+        let (_, y) = attend(ctx, encoder, &pq, x, x, lay, n_img, s)?;
+        let out = scratch(ctx, &[n_img, nn, s])?;
+        linear::forward_act(ctx, encoder, &y, &steps[k].graph.w, Some(&steps[k].graph.b), &out, Activation::Relu)?;
+        cur = Some(out);
+    }
+    // Last step: the global node's row only.
+    let x = cur.as_ref().unwrap_or(nodes);
+    let g = global_nodes(ctx, encoder, x, lay, n_img, s)?; // [n_img, n_cap, S]
+    let p0 = scratch(ctx, &[n_img, nc, s])?;
+    linear::forward(ctx, encoder, &g, &folded[last].pq.w, Some(&folded[last].pq.b), &p0)?;
+    let logits = scratch(ctx, &[n_img, nn])?;
+    let y0 = scratch(ctx, &[n_img, nc, s])?;
+    let kern = ctx.kernel(
+        &SHADER,
+        "sgr_forward_attend_global",
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    );
+    ctx.dispatch(
+        encoder,
+        &kern,
+        &params(lay, n_img, s)?,
+        &[&p0.buffer, &x.buffer, &lay.node_off.buffer, &logits.buffer, &y0.buffer],
+        [nc as u32, n_img as u32, 1],
+    );
+    let out = scratch(ctx, &[n_img, nc, s])?;
+    linear::forward_act(ctx, encoder, &y0, &steps[last].graph.w, Some(&steps[last].graph.b), &out, Activation::Relu)?;
+    Ok(out)
 }
 
 /// All steps; returns `s [n_img, n_cap, S]` (node 0 of each caption) and,
@@ -128,7 +220,7 @@ pub fn global_nodes(
 ) -> Result<GpuTensor> {
     let nc = lay.n_cap();
     expect_numel("sgr nodes", x, n_img * lay.n_nodes() * s)?;
-    let out = zeros(ctx, &[n_img, nc, s])?;
+    let out = scratch(ctx, &[n_img, nc, s])?;
     u32c("SGR output size", n_img * nc * s)?;
     let k = ctx.kernel(&SHADER, "sgr_forward_gather", &[Access::Read, Access::Read, Access::ReadWrite]);
     ctx.dispatch(

@@ -5,12 +5,13 @@
 
 use super::context::{Access, GpuContext, Shader};
 use super::linear::{self, Gemm, SqDiff};
-use super::params::{zeros, GpuLayout, GpuLinear};
+use super::params::{scratch, GpuLayout, GpuLinear};
 use super::tensor::GpuTensor;
 use super::{expect_numel, u32c};
 use crate::error::Result;
 
-pub const SHADER: Shader = Shader { name: "similarity", source: include_str!("../../shaders/similarity.wgsl") };
+pub const SHADER: Shader =
+    Shader { name: "similarity", source: include_str!("../../shaders/similarity.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -81,7 +82,7 @@ pub fn local_forward(
     expect_numel("similarity ctx", attended, n_img * nw * e)?;
     expect_numel("similarity words", t, nw * e)?;
     expect_numel("similarity nodes", nodes, n_img * lay.n_nodes() * s)?;
-    let y = zeros(ctx, &[n_img, nw, s])?;
+    let y = scratch(ctx, &[n_img, nw, s])?;
     if nw > 0 {
         let g = Gemm { sqdiff: Some(SqDiff { off: 0, ld: e, modulus: nw }), ..Gemm::linear(n_img * nw, e, s) };
         linear::gemm(ctx, encoder, attended, &lin.w, Some(&lin.b), &y, Some(t), &g)?;
@@ -108,7 +109,7 @@ pub fn global_forward(
     expect_numel("similarity v_glo", v_glo, n_img * e)?;
     expect_numel("similarity t_glo", t_glo, nc * e)?;
     expect_numel("similarity nodes", nodes, n_img * lay.n_nodes() * s)?;
-    let y = zeros(ctx, &[n_img, nc, s])?;
+    let y = scratch(ctx, &[n_img, nc, s])?;
     if nc > 0 {
         let g =
             Gemm { x_div: nc, sqdiff: Some(SqDiff { off: 0, ld: e, modulus: nc }), ..Gemm::linear(n_img * nc, e, s) };

@@ -2,8 +2,10 @@
 //! a readback that copies several tensors into one staging buffer and maps
 //! it once.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -21,12 +23,66 @@ pub enum DType {
 
 /// A dense row-major tensor in one GPU buffer (`STORAGE | COPY_SRC |
 /// COPY_DST`). The buffer holds at least 4 bytes even when the tensor is
-/// empty, so it can always be bound.
+/// empty, so it can always be bound. Buffers of tensors made by
+/// [`GpuTensor::zeros`] and [`GpuTensor::scratch`] go back to the context's
+/// [`BufferPool`] when the tensor is dropped (wgpu keeps them alive for
+/// commands already recorded and orders later uses after them).
 #[derive(Debug)]
 pub struct GpuTensor {
     pub buffer: wgpu::Buffer,
     pub shape: Vec<usize>,
     pub dtype: DType,
+    pool: Option<Arc<BufferPool>>,
+}
+
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.give(self.buffer.clone());
+        }
+    }
+}
+
+/// Free storage buffers by size, reused across tiles so that a scoring
+/// loop neither allocates nor zero-fills its intermediates again. Holds at
+/// most `cap` bytes; [`BufferPool::clear`] releases everything.
+#[derive(Debug)]
+pub struct BufferPool {
+    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    held: AtomicU64,
+    cap: u64,
+}
+
+impl BufferPool {
+    pub fn new(cap: u64) -> Self {
+        BufferPool { free: Mutex::new(HashMap::new()), held: AtomicU64::new(0), cap }
+    }
+
+    fn take(&self, size: u64) -> Option<wgpu::Buffer> {
+        let b = self.free.lock().unwrap().get_mut(&size)?.pop()?;
+        self.held.fetch_sub(size, Ordering::Relaxed);
+        Some(b)
+    }
+
+    fn give(&self, buffer: wgpu::Buffer) {
+        let size = buffer.size();
+        if self.held.load(Ordering::Relaxed) + size > self.cap {
+            return;
+        }
+        self.held.fetch_add(size, Ordering::Relaxed);
+        self.free.lock().unwrap().entry(size).or_default().push(buffer);
+    }
+
+    /// Bytes held in free buffers.
+    pub fn held_bytes(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Drops every free buffer.
+    pub fn clear(&self) {
+        self.free.lock().unwrap().clear();
+        self.held.store(0, Ordering::Relaxed);
+    }
 }
 
 const USAGE: wgpu::BufferUsages =
@@ -53,7 +109,7 @@ impl GpuTensor {
                 usage: USAGE,
             })
         };
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype })
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: None })
     }
 
     /// Upload `data` (row-major, `shape.product()` values).
@@ -68,18 +124,40 @@ impl GpuTensor {
         Self::from_bytes(ctx, bytemuck::cast_slice(data), shape, DType::U32, "u32 tensor")
     }
 
-    /// A zero-filled tensor.
+    /// A zero-filled tensor in a new buffer (wgpu zero-initialises new
+    /// buffers); the buffer joins the pool when the tensor is dropped.
     pub fn zeros(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
         let bytes = numel(shape) as u64 * 4;
         ctx.check_binding_size("zeros", bytes)?;
-        // wgpu zero-initialises new buffers.
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size: bytes.max(4),
             usage: USAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype })
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: Some(ctx.pool().clone()) })
+    }
+
+    /// A tensor with unspecified contents, from the pool when a free buffer
+    /// of the same size exists: for outputs a kernel writes completely.
+    pub fn scratch(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
+        let bytes = (numel(shape) as u64 * 4).max(4);
+        match ctx.pool().take(bytes) {
+            Some(buffer) => Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: Some(ctx.pool().clone()) }),
+            None => Self::zeros(ctx, shape, dtype),
+        }
+    }
+
+    /// A pooled tensor cleared to zero by a command recorded into `encoder`.
+    pub fn zeros_in(
+        ctx: &GpuContext,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Self> {
+        let t = Self::scratch(ctx, shape, dtype)?;
+        encoder.clear_buffer(&t.buffer, 0, None);
+        Ok(t)
     }
 
     /// Overwrite the whole tensor from the host (queued; takes effect at the

@@ -3,12 +3,13 @@
 
 use super::context::{Access, GpuContext, Shader};
 use super::linear::{self, Activation};
-use super::params::{zeros, GpuLayout, GpuTextSa};
+use super::params::{scratch, GpuLayout, GpuTextSa};
 use super::tensor::GpuTensor;
 use super::{expect_numel, u32c};
 use crate::error::Result;
 
-pub const SHADER: Shader = Shader { name: "text_sa", source: include_str!("../../shaders/text_sa.wgsl") };
+pub const SHADER: Shader =
+    Shader { name: "text_sa", source: include_str!("../../shaders/text_sa.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -37,9 +38,9 @@ pub fn forward(
     let (nw, nc, e) = (lay.n_words(), lay.n_cap(), p.local.n_in);
     expect_numel("text_sa input", t, nw * e)?;
     let params = Params { n_cap: u32c("captions", nc)?, e: u32c("E", e)?, _pad0: 0, _pad1: 0 };
-    let l = zeros(ctx, &[nw, e])?; // tanh(local(t))          [n_words, E]
+    let l = scratch(ctx, &[nw, e])?; // tanh(local(t))          [n_words, E]
     linear::forward_act(ctx, encoder, t, &p.local.w, Some(&p.local.b), &l, Activation::Tanh)?;
-    let mean = zeros(ctx, &[nc, e])?; // per-caption mean word [n_cap, E]
+    let mean = scratch(ctx, &[nc, e])?; // per-caption mean word [n_cap, E]
     let k = ctx.kernel(&SHADER, "text_sa_forward_mean", &[Access::Read, Access::Read, Access::ReadWrite]);
     ctx.dispatch(
         encoder,
@@ -48,10 +49,10 @@ pub fn forward(
         &[&t.buffer, &lay.word_off.buffer, &mean.buffer],
         ctx.grid_1d((nc * e).div_ceil(256) as u64),
     );
-    let g = zeros(ctx, &[nc, e])?; // tanh(global(mean))      [n_cap, E]
+    let g = scratch(ctx, &[nc, e])?; // tanh(global(mean))      [n_cap, E]
     linear::forward_act(ctx, encoder, &mean, &p.global.w, Some(&p.global.b), &g, Activation::Tanh)?;
-    let t_glo = zeros(ctx, &[nc, e])?;
-    let weights = zeros(ctx, &[nw])?;
+    let t_glo = scratch(ctx, &[nc, e])?;
+    let weights = scratch(ctx, &[nw])?;
     let k = ctx.kernel(
         &SHADER,
         "text_sa_forward",

@@ -4,13 +4,14 @@
 
 use super::batchnorm::{self, BnAct};
 use super::context::{Access, GpuContext, Shader};
-use super::params::{zeros, GpuVisualSa};
+use super::params::{scratch, GpuVisualSa};
 use super::tensor::GpuTensor;
 use super::{expect_numel, linear, u32c};
 use crate::error::{Result, SgrafError};
 use crate::model::params::{Mode, N_REGIONS};
 
-pub const SHADER: Shader = Shader { name: "visual_sa", source: include_str!("../../shaders/visual_sa.wgsl") };
+pub const SHADER: Shader =
+    Shader { name: "visual_sa", source: include_str!("../../shaders/visual_sa.wgsl"), trusted: false };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -56,19 +57,19 @@ pub fn forward(
     }
     let params = Params { n: u32c("images", n)?, r: r as u32, e: u32c("E", e)?, _pad: 0 };
     // local branch: tanh(BN_36(v·Wlᵀ + b))                     [n, 36, E]
-    let l = zeros(ctx, &[n, r, e])?;
+    let l = scratch(ctx, &[n, r, e])?;
     linear::forward(ctx, encoder, v, &p.local.w, Some(&p.local.b), &l)?;
     let local_stats = batchnorm::forward(ctx, encoder, &l, &p.local_bn, mode, n, r, e, BnAct::Tanh)?;
     // global branch: tanh(BN_E(mean_r(v)·Wgᵀ + b))              [n, E]
-    let mean = zeros(ctx, &[n, e])?;
+    let mean = scratch(ctx, &[n, e])?;
     let k = ctx.kernel(&SHADER, "visual_sa_forward_mean", &[Access::Read, Access::ReadWrite]);
     ctx.dispatch(encoder, &k, &params, &[&v.buffer, &mean.buffer], ctx.grid_1d((n * e).div_ceil(256) as u64));
-    let g = zeros(ctx, &[n, e])?;
+    let g = scratch(ctx, &[n, e])?;
     linear::forward(ctx, encoder, &mean, &p.global.w, Some(&p.global.b), &g)?;
     let global_stats = batchnorm::forward(ctx, encoder, &g, &p.global_bn, mode, n, e, 1, BnAct::Tanh)?;
     // common: softmax_r((l ⊙ g)·wc + bc); v_glo = l2norm(Σ_r w_r v_r)
-    let v_glo = zeros(ctx, &[n, e])?;
-    let weights = zeros(ctx, &[n, r])?;
+    let v_glo = scratch(ctx, &[n, e])?;
+    let weights = scratch(ctx, &[n, r])?;
     let k = ctx.kernel(
         &SHADER,
         "visual_sa_forward",

@@ -52,7 +52,7 @@ impl Params {
         let img_fc = xavier(&mut rng, e, di);
         let embed = (0..v * dw).map(|_| rng.sym(0.1)).collect();
         let k = 1.0 / (e as f32).sqrt();
-        let mut gru = |rng: &mut Rng| GruDirection {
+        let gru = |rng: &mut Rng| GruDirection {
             w_ih: (0..3 * e * dw).map(|_| rng.sym(k)).collect(),
             w_hh: (0..3 * e * e).map(|_| rng.sym(k)).collect(),
             b_ih: (0..3 * e).map(|_| rng.sym(k)).collect(),

@@ -304,7 +304,7 @@ impl Params {
                 _ => unreachable!("checked above"),
             }
         };
-        let mut lin = |f: &mut dyn FnMut(&str) -> Vec<f32>, p: &str, n_out: usize, n_in: usize| Linear {
+        let lin = |f: &mut dyn FnMut(&str) -> Vec<f32>, p: &str, n_out: usize, n_in: usize| Linear {
             w: f(&format!("{p}.weight")),
             b: f(&format!("{p}.bias")),
             n_out,
@@ -313,7 +313,7 @@ impl Params {
         let (e, s, di) = (cfg.embed, cfg.sim_dim, cfg.img_dim);
         let img_fc = lin(&mut f, "img_enc.fc", e, di);
         let embed = f("txt_enc.embed.weight");
-        let mut gru = |f: &mut dyn FnMut(&str) -> Vec<f32>, sfx: &str| GruDirection {
+        let gru = |f: &mut dyn FnMut(&str) -> Vec<f32>, sfx: &str| GruDirection {
             w_ih: f(&format!("txt_enc.cap_rnn.weight_ih_l0{sfx}")),
             w_hh: f(&format!("txt_enc.cap_rnn.weight_hh_l0{sfx}")),
             b_ih: f(&format!("txt_enc.cap_rnn.bias_ih_l0{sfx}")),
@@ -362,7 +362,7 @@ impl Params {
         let mut t = BTreeMap::new();
         let mut vals: Vec<RawTensor> = Vec::new();
         let f32s = |v: &Vec<f32>, shape: &[usize]| RawTensor::F32 { shape: shape.to_vec(), data: v.clone() };
-        let mut push_lin = |vals: &mut Vec<RawTensor>, l: &Linear| {
+        let push_lin = |vals: &mut Vec<RawTensor>, l: &Linear| {
             vals.push(f32s(&l.w, &[l.n_out, l.n_in]));
             vals.push(f32s(&l.b, &[l.n_out]));
         };

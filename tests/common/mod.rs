@@ -38,17 +38,16 @@ pub fn i64s<'a>(t: &'a BTreeMap<String, RawTensor>, key: &str) -> &'a [i64] {
     }
 }
 
-/// Asserts `|got − want| ≤ tol` everywhere, naming the tensor, index and both values.
+/// Asserts `|got − want| ≤ tol · max(1, |want|)` everywhere (absolute below 1,
+/// relative above: the ×20 score-head logits reach |5|, where 2e-6 is a few
+/// float32 ulps), naming the tensor, index and both values.
 pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{name}: length {} vs expected {}", got.len(), want.len());
-    let mut worst = (0usize, 0.0f32);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
-        if !(d <= tol) {
-            panic!("{name}[{i}]: got {g}, expected {w} (|diff| {d:e} > {tol:e})");
-        }
-        if d > worst.1 {
-            worst = (i, d);
+        let t = tol * w.abs().max(1.0);
+        if !(d <= t) {
+            panic!("{name}[{i}]: got {g}, expected {w} (|diff| {d:e} > {t:e})");
         }
     }
 }
@@ -57,24 +56,21 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
 ///
 /// `want32` is the official float32 output, `want64` the official code run in
 /// float64 on the same (float32-representable) parameters and inputs, i.e.
-/// the exact value both float32 computations approximate. Where the official
-/// float32 output is itself within 1e-6 of exact (nearly every tensor), ours
-/// must be within `tol` (2e-6) of it. Where the network amplifies rounding
-/// so much that the official float32 output is further from exact than that
-/// (the SAF train-mode BatchNorm output and the ×20 score-head logits, up to
-/// ~4e-6), ours must be at most twice the official float32 error from exact.
-/// Returns `None` for the first case, else `Some(tolerance used)`.
-pub fn assert_parity(name: &str, got: &[f32], want32: &[f32], want64: &[f32], tol: f32) -> Option<f32> {
+/// the exact value that every float32 computation approximates. Ours must be
+/// within `tol` of the official float32 value, where `tol` = max(`base_tol`,
+/// 4 × the official float32 code's own largest error on this tensor): two
+/// float32 implementations that are each `err` from exact can differ by
+/// 2·`err`, and twice that leaves room for other summation orders (GPU tiles).
+/// For nearly every tensor the official error is ~1e-7 and `base_tol` (2e-6)
+/// rules; it widens only where the network amplifies rounding (text-to-image
+/// attention with λ = 9, the SAF train-mode BatchNorm, the ×20 head).
+/// Returns `Some(tol)` when widened.
+pub fn assert_parity(name: &str, got: &[f32], want32: &[f32], want64: &[f32], base_tol: f32) -> Option<f32> {
     assert_eq!(want64.len(), want32.len(), "{name}: float64 reference length");
     let official_err = max_abs_diff(want32, want64);
-    if official_err <= 1e-6 {
-        assert_close(name, got, want32, tol);
-        None
-    } else {
-        let t = tol.max(2.0 * official_err);
-        assert_close(&format!("{name} (vs float64; official float32 error {official_err:.1e})"), got, want64, t);
-        Some(t)
-    }
+    let tol = base_tol.max(4.0 * official_err);
+    assert_close(&format!("{name} (official float32 error {official_err:.1e})"), got, want32, tol);
+    (tol > base_tol).then_some(tol)
 }
 
 /// Largest absolute difference.
