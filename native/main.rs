@@ -32,11 +32,22 @@ enum Cmd {
     /// Benchmarks on generated inputs at the official default sizes.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Convert the authors' PyTorch checkpoint (model_best.pth.tar) to safetensors, without Python.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// SGRAF training checkpoint written by torch.save (zip or legacy container).
+    path: PathBuf,
+    /// Output safetensors file.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
 struct EvalArgs {
-    /// Checkpoint (.safetensors with the official keys); give two for the SGRAF ensemble.
+    /// Checkpoint (.safetensors with the official keys, or the authors' .pth.tar); give two for the SGRAF ensemble.
     #[arg(long = "checkpoint", required = true, num_args = 1)]
     checkpoints: Vec<PathBuf>,
     /// Folder with <split>_ims.npy and <split>_caps.txt.
@@ -94,6 +105,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Eval(a) => eval(a),
         Cmd::Bench(BenchCmd::Eval(a)) => bench_eval(a),
+        Cmd::Import(a) => import(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -101,8 +113,43 @@ fn main() {
     }
 }
 
+/// Loads a checkpoint by content, whatever its extension: a PyTorch
+/// `.pth.tar` (zip or legacy container) or a safetensors file.
 fn load_checkpoint(path: &Path) -> Result<Params> {
-    Params::load(path).with_context(|| format!("loading checkpoint {}", path.display()))
+    let ctx = || format!("loading checkpoint {}", path.display());
+    let bytes = std::fs::read(path).with_context(ctx)?;
+    let name = path.display().to_string();
+    let params = match sgraf::pth::detect(&bytes) {
+        Some(_) => sgraf::pth::load_params(&bytes, &name),
+        None => Params::from_safetensors_bytes(&bytes, &name),
+    };
+    params.with_context(ctx)
+}
+
+/// `sgraf import X.pth.tar --out Y.safetensors`.
+fn import(a: ImportArgs) -> Result<()> {
+    let name = a.path.display().to_string();
+    let imported = sgraf::pth::open(&a.path)?;
+    let params = imported.params(&name)?;
+    let bytes = imported.to_safetensors(&name)?;
+    std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    let c = &params.cfg;
+    let m = |k: &str| imported.metadata.get(k).map(String::as_str).unwrap_or("?");
+    println!(
+        "imported {} model ({} container, epoch {}, best rsum {}): E {}, S {}, D_img {}, D_w {}, vocab {}, {} tensors -> {}",
+        c.module.name(),
+        imported.container.name(),
+        m("epoch"),
+        m("best_rsum"),
+        c.embed,
+        c.sim_dim,
+        c.img_dim,
+        c.word_dim,
+        c.vocab,
+        imported.tensors.len(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn progress_bar(json: bool, what: &str) -> ProgressBar {

@@ -86,6 +86,11 @@ impl Model {
         self.gpu.is_some()
     }
 
+    /// The GPU model, when this model runs on a GPU.
+    pub fn gpu(&self) -> Option<&crate::gpu::model::GpuModel> {
+        self.gpu.as_ref()
+    }
+
     /// `images [n, 36, D_img]` → eval-mode image embeddings.
     pub fn encode_images(&self, images: &[f32], n: usize) -> Result<ImageEmb> {
         match &self.gpu {

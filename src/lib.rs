@@ -11,6 +11,7 @@
 //! - [`gpu`]: the wgpu runtime and the WGSL kernels.
 //! - [`data`]: SCAN precomp features (memory-mapped), captions, vocabulary, tokenizer.
 //! - [`eval`]: all-pairs scoring in tiles and the retrieval metrics.
+//! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
 
 pub mod backend;
 pub mod cpu;
@@ -19,5 +20,6 @@ pub mod error;
 pub mod eval;
 pub mod gpu;
 pub mod model;
+pub mod pth;
 
 pub use error::{Result, SgrafError};

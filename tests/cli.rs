@@ -202,6 +202,13 @@ fn bad_inputs_give_clear_errors() {
         &eval_args(bad.to_str().unwrap(), d.path().to_str().unwrap()),
         "missing key sim_enc.sim_eval_w.weight",
     );
+    // a checkpoint carrying the other module's keys as well (SGR + SAF_module)
+    let mut t = sgraf::model::params::read_safetensors(&std::fs::read(ck).unwrap(), ck).unwrap();
+    let saf_ck = cli_case("SAF").join("checkpoint.safetensors");
+    let saf = sgraf::model::params::read_safetensors(&std::fs::read(&saf_ck).unwrap(), "saf").unwrap();
+    t.extend(saf.into_iter().filter(|(k, _)| k.contains("SAF_module")));
+    std::fs::write(&bad, sgraf::model::params::write_safetensors(&t, None).unwrap()).unwrap();
+    expect_error(&eval_args(bad.to_str().unwrap(), d.path().to_str().unwrap()), "both SGR_module and SAF_module");
     // not a checkpoint at all
     std::fs::write(&bad, b"not safetensors").unwrap();
     expect_error(&eval_args(bad.to_str().unwrap(), d.path().to_str().unwrap()), "not a valid safetensors");

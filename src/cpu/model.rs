@@ -147,7 +147,7 @@ fn score_tile_folded(
         super::attention::forward_into(&img.v, &cap.t, lay, n_img, e, &mut c, None);
         (CtxBuf::Scratch(c), Vec::new())
     };
-    let mut nodes = vec![0.0; n_img * lay.n_nodes() * s];
+    let mut nodes = super::Scratch::new(n_img * lay.n_nodes() * s); // every row is written below
     let loc = super::similarity::local_forward(&ctx, &cap.t, &p.sim_loc, lay, n_img, &mut nodes, trace);
     let glo = super::similarity::global_forward(&img.v_glo, &cap.t_glo, &p.sim_glo, lay, n_img, &mut nodes, trace);
     let (sim_vec, sgr_steps, saf) = match &p.reasoning {
@@ -171,7 +171,7 @@ fn score_tile_folded(
         attn,
         sim_loc_linear: loc,
         sim_glo_linear: glo,
-        nodes,
+        nodes: nodes.to_vec(),
         sgr_steps,
         saf,
         sim_vec,

@@ -86,6 +86,11 @@ pub fn score_all(
     cap: &crate::cpu::model::CaptionEmb,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f32>> {
+    // The GPU scorer uploads each embedding once and keeps two tiles in flight.
+    #[cfg(not(target_arch = "wasm32"))]
+    if let Some(g) = model.gpu() {
+        return g.score_all(img, cap, progress);
+    }
     let e = model.params().cfg.embed;
     let (n_img, n_cap) = (img.n, cap.layout.n_cap());
     let (img_tile, cap_tile) = model.tile_sizes(n_img, &cap.layout.lengths);

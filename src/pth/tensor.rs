@@ -106,7 +106,7 @@ pub fn materialise(t: &TensorRef, s: &StorageRef, bytes: &[u8], big_endian: bool
     }
     let esize = s.dtype.size();
     let whole = (bytes.len() / esize) as u64; // elements the storage's bytes hold
-    // A legacy storage view is a window [base, base + avail) of the root storage.
+                                              // A legacy storage view is a window [base, base + avail) of the root storage.
     let (base, avail) = match s.view {
         None => (0u64, whole),
         Some((off, size)) => match off.checked_add(size) {
@@ -128,7 +128,12 @@ pub fn materialise(t: &TensorRef, s: &StorageRef, bytes: &[u8], big_endian: bool
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| format!("shape {shape:?} has more elements than fit in memory (element count overflows)"))?;
     if t.stride.len() != shape.len() {
-        return Err(format!("shape {shape:?} has {} dimensions but stride {:?} has {}", shape.len(), t.stride, t.stride.len()));
+        return Err(format!(
+            "shape {shape:?} has {} dimensions but stride {:?} has {}",
+            shape.len(),
+            t.stride,
+            t.stride.len()
+        ));
     }
     if numel == 0 {
         return Ok(match s.dtype {
