@@ -84,3 +84,26 @@ fn head_forward(
         score[row] = sigmoid_acc(z);
     }
 }
+
+// ---------------------------------------------------------------------------
+// head_backward: the sigmoid's backward, dlogit = dscore · σ · (1 − σ) from the
+// forward's scores; one thread per pair. The Linear part (ds, dw, db) is the
+// linear kernel's backward (src/gpu/head.rs).
+
+@group(0) @binding(1) var<storage, read> dscore: array<f32>;          // [rows]
+@group(0) @binding(2) var<storage, read> score_in: array<f32>;        // [rows] σ(logit) from the forward
+@group(0) @binding(3) var<storage, read_write> dlogit: array<f32>;    // [rows]
+
+@compute @workgroup_size(256)
+fn head_backward(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (row >= p.rows) {
+        return;
+    }
+    let y = score_in[row];
+    dlogit[row] = dscore[row] * y * (1.0 - y);
+}

@@ -49,3 +49,87 @@ fn l2norm_forward(
         x[base + j] = x[base + j] / norm;
     }
 }
+
+// ---------------------------------------------------------------------------
+// l2norm_forward_keep_norms: as l2norm_forward, also writing each row's norm
+// ν = sqrt(Σ x²) (without the eps) for the backward.
+
+@group(0) @binding(2) var<storage, read_write> norms_out: array<f32>;   // [rows]
+
+@compute @workgroup_size(256)
+fn l2norm_forward_keep_norms(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    let base = p.off + row * p.ld;
+    var ss = 0.0;
+    for (var j = li; j < p.n; j += 256u) {
+        let v = x[base + j];
+        ss += v * v;
+    }
+    let nu = sqrt(block_sum(li, ss));
+    let norm = nu + 1e-8;
+    for (var j = li; j < p.n; j += 256u) {
+        x[base + j] = x[base + j] / norm;
+    }
+    if (li == 0u) {
+        norms_out[row] = nu;
+    }
+}
+
+// l2norm_backward: for every row of y = x / (ν + ε), ν = ‖x‖, ε = 1e-8,
+//
+//   dx = dy / (ν + ε) − y · (y·dy) / ν          (dx = … or dx += … with ACCUMULATE)
+//
+// (a zero row, ν = 0, gets dy / ε), as cpu::l2norm::backward. Rows are dense
+// [rows, n]; one workgroup of 256 threads per row, grid (x, y) as the forward.
+
+struct BackParams {
+    rows: u32,
+    n: u32,          // row length (and row stride)
+    accumulate: u32, // 1: dx += …
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> pb: BackParams;                    // sizes and flags
+@group(0) @binding(1) var<storage, read> dy: array<f32>;              // [rows, n]
+@group(0) @binding(2) var<storage, read> y: array<f32>;               // [rows, n] (the forward output)
+@group(0) @binding(3) var<storage, read> norms: array<f32>;           // [rows] ν = ‖x‖ without eps
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;        // [rows, n]
+
+@compute @workgroup_size(256)
+fn l2norm_backward(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= pb.rows) {
+        return;
+    }
+    let base = row * pb.n;
+    var dot = 0.0;
+    for (var j = li; j < pb.n; j += 256u) {
+        dot += y[base + j] * dy[base + j];
+    }
+    dot = block_sum(li, dot);
+    let nu = norms[row];
+    let d = nu + 1e-8;
+    var c = 0.0;
+    if (nu > 0.0) {
+        c = dot / nu;
+    }
+    for (var j = li; j < pb.n; j += 256u) {
+        let g = dy[base + j] / d - y[base + j] * c;
+        if (pb.accumulate != 0u) {
+            dx[base + j] += g;
+        } else {
+            dx[base + j] = g;
+        }
+    }
+}

@@ -291,3 +291,164 @@ fn linear_forward(
     store4(yb, r1 + 2u, j0, c60); store4(yb, r1 + 2u, j1, c61);
     store4(yb, r1 + 3u, j0, c70); store4(yb, r1 + 3u, j1, c71);
 }
+
+// ---------------------------------------------------------------------------
+// Backward.
+//
+// linear_backward: the product with A transposed (the weight gradient),
+//
+//   y[b][i, j] = Σ_k A[b][i, k] · B[b][k, j]      (or y += … with ACCUMULATE)
+//
+// with A[b][i, k] = x[b][k, i] (x is [k, m], row stride ldx) and B as in the
+// forward (w[b][j, k] with TRANS_W, w[b][k, j] otherwise). For nn.Linear,
+// dw [n, k] += dyᵀ · x is m = n_out, n = n_in, k = rows, x = dy [rows, n_out],
+// w = x [rows, n_in] plain. The same tiling as linear_forward; no bias, no
+// activation, no x_div, no SQDIFF (the host refuses them).
+
+// A slice, transposed layout x[k, i]: rows r0..r0+3 of A at slice column kk,
+// four consecutive elements of row kk of x.
+fn load_at4(base: u32, kk: u32, r0: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (kk < p.k) {
+        let at = base + kk * p.ldx + r0;
+        if (r0 < p.m) { v.x = x[at]; }
+        if (r0 + 1u < p.m) { v.y = x[at + 1u]; }
+        if (r0 + 2u < p.m) { v.z = x[at + 2u]; }
+        if (r0 + 3u < p.m) { v.w = x[at + 3u]; }
+    }
+    return v;
+}
+
+@compute @workgroup_size(256)
+fn linear_backward(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let m0 = wid.y * BM;
+    let n0 = wid.x * BN;
+    let xb = p.x_off + wid.z * p.x_bstride;
+    let wb = p.w_off + wid.z * p.w_bstride;
+    let yb = p.y_off + wid.z * p.y_bstride;
+    let trans = (p.flags & FLAG_TRANS_W) != 0u;
+
+    // Loader roles: transposed B: rows 4·lr…4·lr+3 at slice column lk.
+    let lk = li % BK;
+    let lr = li / BK;
+    // Transposed A and plain B: slice row pk, columns 4·pc…4·pc+3.
+    let pk = li / 32u;
+    let pc = li % 32u;
+    let tx = li % 16u;
+    let ty = li / 16u;
+
+    var ra = load_at4(xb, pk, m0 + 4u * pc);
+    var rb: vec4<f32>;
+    if (trans) {
+        rb = load_wt4(wb, n0 + 4u * lr, lk);
+    } else {
+        rb = load_w4(wb, pk, n0 + 4u * pc);
+    }
+
+    var c00 = vec4<f32>(0.0); var c01 = vec4<f32>(0.0);
+    var c10 = vec4<f32>(0.0); var c11 = vec4<f32>(0.0);
+    var c20 = vec4<f32>(0.0); var c21 = vec4<f32>(0.0);
+    var c30 = vec4<f32>(0.0); var c31 = vec4<f32>(0.0);
+    var c40 = vec4<f32>(0.0); var c41 = vec4<f32>(0.0);
+    var c50 = vec4<f32>(0.0); var c51 = vec4<f32>(0.0);
+    var c60 = vec4<f32>(0.0); var c61 = vec4<f32>(0.0);
+    var c70 = vec4<f32>(0.0); var c71 = vec4<f32>(0.0);
+
+    let slices = (p.k + BK - 1u) / BK;
+    for (var s = 0u; s < slices; s++) {
+        workgroupBarrier();
+        As[pk * 32u + pc] = ra;
+        if (trans) {
+            Bs[lk * 32u + lr] = rb;
+        } else {
+            Bs[pk * 32u + pc] = rb;
+        }
+        workgroupBarrier();
+        if (s + 1u < slices) {
+            let k1 = (s + 1u) * BK;
+            ra = load_at4(xb, k1 + pk, m0 + 4u * pc);
+            if (trans) {
+                rb = load_wt4(wb, n0 + 4u * lr, k1 + lk);
+            } else {
+                rb = load_w4(wb, k1 + pk, n0 + 4u * pc);
+            }
+        }
+        for (var kk = 0u; kk < BK; kk++) {
+            let a0 = As[kk * 32u + ty];
+            let a1 = As[kk * 32u + 16u + ty];
+            let b0 = Bs[kk * 32u + tx];
+            let b1 = Bs[kk * 32u + 16u + tx];
+            c00 += a0.x * b0; c01 += a0.x * b1;
+            c10 += a0.y * b0; c11 += a0.y * b1;
+            c20 += a0.z * b0; c21 += a0.z * b1;
+            c30 += a0.w * b0; c31 += a0.w * b1;
+            c40 += a1.x * b0; c41 += a1.x * b1;
+            c50 += a1.y * b0; c51 += a1.y * b1;
+            c60 += a1.z * b0; c61 += a1.z * b1;
+            c70 += a1.w * b0; c71 += a1.w * b1;
+        }
+    }
+
+    let r0 = m0 + 4u * ty;
+    let r1 = m0 + 64u + 4u * ty;
+    let j0 = n0 + 4u * tx;
+    let j1 = n0 + 64u + 4u * tx;
+    store4(yb, r0, j0, c00); store4(yb, r0, j1, c01);
+    store4(yb, r0 + 1u, j0, c10); store4(yb, r0 + 1u, j1, c11);
+    store4(yb, r0 + 2u, j0, c20); store4(yb, r0 + 2u, j1, c21);
+    store4(yb, r0 + 3u, j0, c30); store4(yb, r0 + 3u, j1, c31);
+    store4(yb, r1, j0, c40); store4(yb, r1, j1, c41);
+    store4(yb, r1 + 1u, j0, c50); store4(yb, r1 + 1u, j1, c51);
+    store4(yb, r1 + 2u, j0, c60); store4(yb, r1 + 2u, j1, c61);
+    store4(yb, r1 + 3u, j0, c70); store4(yb, r1 + 3u, j1, c71);
+}
+
+// linear_backward_bias: column sums, y[y_off + s·ldy + j] (+)= Σ_i x[x_off + i·ldx + j]
+// over the rows i of split s = wid.y, [s·chunk, min((s + 1)·chunk, k)) with
+// chunk = ldw, for j < n (the bias gradient db += Σ_rows dy; with several
+// splits the host adds the [splits, n] partial sums in a second dispatch).
+// Grid (x, splits, z) with column block wid.x + wid.z·nwg.x covering
+// ceil(n / 16) blocks; 256 threads = 16 columns × 16 row lanes, each
+// lane summing rows lane, lane + 16, … of its split, then the 16 lanes added
+// in a fixed tree (deterministic). Reads x_off, ldx, y_off, ldy, ldw (chunk),
+// k, n and ACCUMULATE; binding w (2) is unused.
+
+var<workgroup> red: array<f32, 256>;   // [16 lanes, 16 columns]
+
+@compute @workgroup_size(256)
+fn linear_backward_bias(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let col = li % 16u;
+    let lane = li / 16u;
+    let j = (wid.x + wid.z * nwg.x) * 16u + col;
+    let r0 = wid.y * p.ldw;
+    let r1 = min(r0 + p.ldw, p.k);
+    var acc = 0.0;
+    if (j < p.n) {
+        for (var i = r0 + lane; i < r1; i += 16u) {
+            acc += x[p.x_off + i * p.ldx + j];
+        }
+    }
+    red[li] = acc;
+    workgroupBarrier();
+    for (var s = 8u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red[li] += red[li + s * 16u];
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && j < p.n) {
+        let at = p.y_off + wid.y * p.ldy + j;
+        var v = red[col];
+        if ((p.flags & FLAG_ACCUMULATE) != 0u) {
+            v += y[at];
+        }
+        y[at] = v;
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`gpu`]: the wgpu runtime and the WGSL kernels.
 //! - [`data`]: SCAN precomp features (memory-mapped), captions, vocabulary, tokenizer.
 //! - [`eval`]: all-pairs scoring in tiles and the retrieval metrics.
+//! - [`train`]: the training step on the CPU: loss, gradient clipping, Adam, BatchNorm updates.
 //! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
 
 pub mod backend;
@@ -21,5 +22,6 @@ pub mod eval;
 pub mod gpu;
 pub mod model;
 pub mod pth;
+pub mod train;
 
 pub use error::{Result, SgrafError};

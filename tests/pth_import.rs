@@ -161,7 +161,7 @@ impl Pickle {
         if (0..256).contains(&i) {
             self.op(&[b'K', i as u8])
         } else if (0..65536).contains(&i) {
-            self.op(&[b'M']).op(&(i as u16).to_le_bytes())
+            self.op(b"M").op(&(i as u16).to_le_bytes())
         } else {
             self.op(&[0x8a, 8]).op(&i.to_le_bytes())
         }
@@ -386,9 +386,23 @@ fn import_err(bytes: &[u8]) -> String {
 
 /// A legacy container around the given main pickle (no storages).
 fn legacy_around(main: &[u8]) -> Vec<u8> {
+    legacy_with(main, &[])
+}
+
+/// A legacy container: magic, version, sys info, `main`, then the storages (key, element size, bytes).
+fn legacy_with(main: &[u8], storages: &[(&str, usize, Vec<u8>)]) -> Vec<u8> {
     let mut f = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.\x80\x02}.".to_vec();
     f.extend_from_slice(main);
-    f.extend_from_slice(b"\x80\x02].");
+    let mut keys = Pickle::default();
+    keys.op(b"\x80\x02](");
+    for (k, _, _) in storages {
+        keys.str(k);
+    }
+    f.extend_from_slice(&keys.op(b"e.").0);
+    for (_, elem, bytes) in storages {
+        f.extend_from_slice(&((bytes.len() / elem) as u64).to_le_bytes());
+        f.extend_from_slice(bytes);
+    }
     f
 }
 
@@ -503,7 +517,7 @@ fn storage_shorter_than_the_tensor_is_an_error() {
 
 #[test]
 fn overflowing_shapes_are_errors() {
-    for shape in [vec![1u64 << 62, 1 << 62], vec![i64::MAX as u64, 2], vec![1 << 33, 1 << 33, 1 << 33]] {
+    for shape in [vec![1u64 << 62, 1 << 62], vec![i64::MAX as u64, 3], vec![1 << 33, 1 << 33, 1 << 33]] {
         let mut c = crafted_from_golden("SAF");
         c.parts[0][0].stride = vec![1; shape.len()];
         c.parts[0][0].shape = shape.clone();
@@ -536,6 +550,38 @@ fn not_sgraf_checkpoints_are_explained() {
     assert!(e.contains("list of three state dicts"), "{e}");
     let e = import_err(b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
     assert!(e.contains("data.pkl"), "{e}");
+}
+
+#[test]
+fn amplification_is_refused() {
+    // OrderedDict(a 100k-item list) called 10k times through the memo: ~250 KB of
+    // pickle asking for 10⁹ copied items.
+    let mut p = Pickle::default();
+    p.op(b"\x80\x02]q\x01(K\x00K\x00\x86q\x02");
+    for _ in 0..100_000 {
+        p.op(b"h\x02");
+    }
+    p.op(b"e\x85q\x04").global("collections", "OrderedDict").op(b"q\x05");
+    for _ in 0..10_000 {
+        p.op(b"h\x05h\x04R0");
+    }
+    p.op(b"N.");
+    let e = import_err(&legacy_around(&p.0));
+    assert!(e.contains("memory bomb"), "{e}");
+
+    // One 40 KB tensor named 50k times in a state dict: 2 GB if materialised each time.
+    let mut p = Pickle::default();
+    p.op(b"\x80\x02}(").str("model").op(b"](").global("collections", "OrderedDict").op(b")R(");
+    p.str("t0").global("torch._utils", "_rebuild_tensor_v2").op(b"((").str("storage");
+    p.global("torch", "FloatStorage").str("0").str("cpu").int(10_000).op(b"NtQ");
+    p.int(0).ints(&[10_000]).ints(&[1]).op(b"\x89").global("collections", "OrderedDict").op(b")RtRq\x07");
+    for i in 1..50_000 {
+        p.str(&format!("t{i}")).op(b"h\x07");
+    }
+    p.op(b"u}}eu.");
+    let f = legacy_with(&p.0, &[("0", 4, vec![0u8; 40_000])]);
+    let e = import_err(&f);
+    assert!(e.contains("the same tensor named many times"), "{e}");
 }
 
 #[test]

@@ -74,3 +74,88 @@ pub fn scores(a: &mut [f32], attn: &mut [f32], lay: &TileLayout) {
         super::softmax(dst);
     }
 }
+
+// ----------------------------------------------------------------------------
+// Training: one image against every caption of the tile, keeping what the
+// backward needs, and the backward.
+
+/// What the backward of one image's text-to-image attention needs.
+#[derive(Clone, Debug, Default)]
+pub struct AttentionCache {
+    pub a: Vec<f32>,         // [36, n_words] region·word cosines, before LeakyReLU
+    pub an: Vec<f32>,        // [36, n_words] after LeakyReLU and the l2norm over each caption's words
+    pub attn: Vec<f32>,      // [n_words, 36] softmax over regions of 9·an
+    pub ctx: Vec<f32>,       // [n_words, E] l2-normalised attended vectors
+    pub ctx_norms: Vec<f32>, // [n_words] norms of the attended vectors before the l2norm
+}
+
+/// [`forward_into`] for one image `v_i [36, E]` (same values), keeping activations.
+pub fn forward_image(vi: &[f32], t: &[f32], lay: &TileLayout, e: usize) -> AttentionCache {
+    let (r, nw) = (N_REGIONS, lay.n_words());
+    let mut a = vec![0.0; r * nw]; // [36, n_words]
+    super::matmul_nt(vi, t, &mut a, r, e, nw, false);
+    let mut an = a.clone();
+    let mut attn = vec![0.0; nw * r]; // [n_words, 36]
+    scores(&mut an, &mut attn, lay);
+    let mut ctx = vec![0.0; nw * e]; // [n_words, E]
+    super::matmul_nn(&attn, vi, &mut ctx, nw, r, e, false);
+    let ctx_norms = super::l2norm::forward_keep_norms(&mut ctx, e);
+    AttentionCache { a, an, attn, ctx, ctx_norms }
+}
+
+/// Backward of [`forward_image`]: `dctx [n_words, E]` → `dv_i [36, E] += …`, `dt [n_words, E] += …`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_image(
+    dctx: &[f32],
+    vi: &[f32],
+    t: &[f32],
+    lay: &TileLayout,
+    e: usize,
+    cache: &AttentionCache,
+    dvi: &mut [f32],
+    dt: &mut [f32],
+) {
+    let (r, nw) = (N_REGIONS, lay.n_words());
+    let c = cache;
+    // ctx = l2norm(attn · v_i)
+    let mut dcraw = vec![0.0; nw * e]; // [n_words, E]
+    super::l2norm::backward(dctx, &c.ctx, &c.ctx_norms, &mut dcraw, e);
+    let mut dattn = vec![0.0; nw * r]; // [n_words, 36]
+    super::matmul_nt(&dcraw, vi, &mut dattn, nw, e, r, false);
+    super::matmul_tn(&c.attn, &dcraw, dvi, r, nw, e, true);
+    // attn[w] = softmax_r(9·an[·, w])
+    let mut dlogit = vec![0.0; nw * r]; // [n_words, 36]
+    for w in 0..nw {
+        super::softmax_backward(
+            &c.attn[w * r..(w + 1) * r],
+            &dattn[w * r..(w + 1) * r],
+            &mut dlogit[w * r..(w + 1) * r],
+        );
+    }
+    let mut da = vec![0.0; r * nw]; // [36, n_words]
+    for reg in 0..r {
+        for w in 0..nw {
+            da[reg * nw + w] = LAMBDA * dlogit[w * r + reg];
+        }
+    }
+    // an = l2norm over each caption's words of LeakyReLU(a), norm computed as in `scores`
+    for reg in 0..r {
+        let row = reg * nw..(reg + 1) * nw;
+        let (a_row, an_row, da_row) = (&c.a[row.clone()], &c.an[row.clone()], &mut da[row]);
+        for cap in 0..lay.n_cap() {
+            let ws = lay.words(cap);
+            let leaky = |x: f32| if x <= 0.0 { x * 0.1 } else { x };
+            let norm = a_row[ws.clone()].iter().map(|&x| leaky(x) * leaky(x)).sum::<f32>().sqrt();
+            let d = norm + 1e-8;
+            let dot: f32 = an_row[ws.clone()].iter().zip(&da_row[ws.clone()]).map(|(y, g)| y * g).sum();
+            let k = if norm > 0.0 { dot / norm } else { 0.0 };
+            for w in ws {
+                let dal = da_row[w] / d - an_row[w] * k;
+                da_row[w] = if a_row[w] <= 0.0 { 0.1 * dal } else { dal };
+            }
+        }
+    }
+    // a = v_i · tᵀ
+    super::matmul_nn(&da, t, dvi, r, nw, e, true);
+    super::matmul_tn(&da, vi, dt, nw, r, e, true);
+}

@@ -57,3 +57,56 @@ pub fn update_running(bn: &mut BatchNorm, stats: &BnStats) {
     }
     bn.num_batches_tracked += 1;
 }
+
+/// Backward of [`forward`] on `x [n, c, l]` (the BatchNorm *input*), accumulating:
+/// `dx += …`, `dbn.weight += Σ dy·x̂`, `dbn.bias += Σ dy` (per channel).
+///
+/// Train mode (batch statistics `stats` of the same call), with `x̂ = (x − μ)/sqrt(σ² + ε)`
+/// and `N = n·l` values per channel:
+/// `dx = weight/sqrt(σ² + ε) · (dy − mean(dy) − x̂ · mean(dy·x̂))`.
+/// Eval mode (running statistics, an affine map): `dx = weight/sqrt(σ²_run + ε) · dy`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    dy: &[f32],
+    x: &[f32],
+    bn: &BatchNorm,
+    mode: Mode,
+    stats: Option<&BnStats>,
+    dbn: &mut BatchNorm,
+    dx: &mut [f32],
+    n: usize,
+    c: usize,
+    l: usize,
+) {
+    let (mean, var): (&[f32], &[f32]) = match (mode, stats) {
+        (Mode::Train, Some(st)) => (&st.mean, &st.var_biased),
+        (Mode::Train, None) => panic!("batchnorm::backward: train mode needs the batch statistics of the forward"),
+        (Mode::Eval, _) => (&bn.running_mean, &bn.running_var),
+    };
+    let count = (n * l) as f64;
+    for ch in 0..c {
+        let inv_std = 1.0 / (var[ch] + BN_EPS).sqrt();
+        let rows = (0..n).map(|i| (i * c + ch) * l..(i * c + ch + 1) * l);
+        // Σ dy and Σ dy·x̂ over the channel, float64
+        let (mut s_dy, mut s_dy_xhat) = (0.0f64, 0.0f64);
+        for r in rows.clone() {
+            for (&g, &xv) in dy[r.clone()].iter().zip(&x[r]) {
+                s_dy += g as f64;
+                s_dy_xhat += g as f64 * ((xv - mean[ch]) * inv_std) as f64;
+            }
+        }
+        dbn.weight[ch] += s_dy_xhat as f32;
+        dbn.bias[ch] += s_dy as f32;
+        let scale = bn.weight[ch] * inv_std;
+        let (m_dy, m_dy_xhat) = match mode {
+            Mode::Train => ((s_dy / count) as f32, (s_dy_xhat / count) as f32),
+            Mode::Eval => (0.0, 0.0),
+        };
+        for r in rows {
+            for ((d, &g), &xv) in dx[r.clone()].iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
+                let xhat = (xv - mean[ch]) * inv_std;
+                *d += scale * (g - m_dy - xhat * m_dy_xhat);
+            }
+        }
+    }
+}

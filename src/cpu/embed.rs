@@ -9,3 +9,11 @@ pub fn forward(ids: &[u32], table: &[f32], dw: usize) -> Vec<f32> {
     }
     out
 }
+
+/// Backward of [`forward`]: scatter-adds `dx [n_tok, D_w]` into the used rows of `dtable [V, D_w]`.
+pub fn backward(dx: &[f32], ids: &[u32], dtable: &mut [f32], dw: usize) {
+    for (row, &id) in dx.chunks_exact(dw).zip(ids) {
+        let id = id as usize;
+        super::add_into(&mut dtable[id * dw..(id + 1) * dw], row);
+    }
+}

@@ -9,3 +9,9 @@ pub fn forward(s: &[f32], lin: &Linear, p: usize) -> (Vec<f32>, Vec<f32>) {
     let score = logit.iter().map(|&x| super::sigmoid(x)).collect();
     (logit, score)
 }
+
+/// Backward of [`forward`]: `dscore [p]` → `dlin += …`, `ds [p, S] += …`.
+pub fn backward(dscore: &[f32], s: &[f32], score: &[f32], lin: &Linear, dlin: &mut Linear, ds: &mut [f32], p: usize) {
+    let dlogit: Vec<f32> = dscore.iter().zip(score).map(|(&g, &y)| g * y * (1.0 - y)).collect(); // [p]
+    super::linear::backward(&dlogit, s, &lin.w, Some(ds), &mut dlin.w, Some(&mut dlin.b), p, lin.n_in, 1);
+}

@@ -12,3 +12,29 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], m: usize,
         None => super::matmul_nt(x, w, y, m, k, n, false),
     }
 }
+
+/// Backward of [`forward`], accumulating: `dx [m, k] += dy·W`, `dw [n, k] += dyᵀ·x`,
+/// `db [n] += Σ_rows dy`. `dx = None` skips the input gradient; `db = None`
+/// skips the bias gradient (used where it is zero by construction).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    super::matmul_tn(dy, x, dw, n, m, k, true);
+    if let Some(db) = db {
+        for row in dy[..m * n].chunks_exact(n) {
+            super::add_into(&mut db[..n], row);
+        }
+    }
+    if let Some(dx) = dx {
+        super::matmul_nn(dy, w, dx, m, n, k, true);
+    }
+}

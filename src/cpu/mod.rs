@@ -10,54 +10,33 @@ pub mod head;
 pub mod image_fc;
 pub mod l2norm;
 pub mod linear;
+pub mod loss;
 pub mod model;
 pub mod saf;
 pub mod sgr;
 pub mod similarity;
 pub mod text_sa;
+pub mod train;
 pub mod visual_sa;
 
 /// `c[m, n] (+)= a[m, k] · b[n, k]ᵀ` (`accumulate` adds to c).
 pub fn matmul_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
-    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n, "matmul_nt: buffer too small");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
-    // SAFETY: bounds checked above; row-major strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m * n * k),
-        )
-    }
+    assert!(b.len() >= n * k, "matmul_nt: b too small");
+    // b[n, k] read as its transpose [k, n]: column stride k, row stride 1
+    matmul(a, b, (k as isize, 1), c, m, k, n, accumulate);
 }
 
 /// `c[m, n] (+)= a[m, k] · b[k, n]`.
 pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "matmul_nn: buffer too small");
+    assert!(b.len() >= k * n, "matmul_nn: b too small");
+    matmul(a, b, (1, n as isize), c, m, k, n, accumulate);
+}
+
+/// Row-major `a [m, k]` and `c [m, n]`; `b` as [k, n] with the given
+/// (column, row) strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(a: &[f32], b: &[f32], (b_cs, b_rs): (isize, isize), c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    assert!(a.len() >= m * k && c.len() >= m * n, "matmul: buffer too small");
     if m == 0 || n == 0 {
         return;
     }
@@ -67,7 +46,7 @@ pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usi
         }
         return;
     }
-    // SAFETY: bounds checked above; row-major strides.
+    // SAFETY: bounds checked above (b by the callers); row-major a and c.
     unsafe {
         gemm::gemm(
             m,
@@ -81,8 +60,8 @@ pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usi
             1,
             k as isize,
             b.as_ptr(),
-            1,
-            n as isize,
+            b_cs,
+            b_rs,
             1.0,
             1.0,
             false,
@@ -139,6 +118,21 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// Backward of [`softmax`] for one row: `dx += y ⊙ (dy − Σ y·dy)` with `y` the softmax output.
+pub fn softmax_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let dot: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+    for ((d, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+        *d += yv * (g - dot);
+    }
+}
+
+/// `dst += src` element-wise (gradient reductions).
+pub fn add_into(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
 thread_local! {
     static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -176,5 +170,43 @@ impl std::ops::Deref for Scratch {
 impl std::ops::DerefMut for Scratch {
     fn deref_mut(&mut self) -> &mut [f32] {
         &mut self.0
+    }
+}
+
+/// `c[m, n] (+)= a[k, m]ᵀ · b[k, n]` (weight gradients: `dW += dyᵀ·x`).
+pub fn matmul_tn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n, "matmul_tn: buffer too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: bounds checked above; `a` is read transposed (column stride m, row stride 1).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            m as isize,
+            1,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m * n * k),
+        )
     }
 }

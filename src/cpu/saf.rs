@@ -3,7 +3,7 @@
 
 use super::batchnorm::{self, BnStats};
 use crate::model::layout::TileLayout;
-use crate::model::params::{Mode, Saf};
+use crate::model::params::{BatchNorm, Mode, Saf};
 
 /// What SAF computed besides its output.
 #[derive(Clone, Debug, Default)]
@@ -55,4 +55,172 @@ pub fn forward(nodes: &[f32], p: &Saf, lay: &TileLayout, n_img: usize, mode: Mod
     }
     super::l2norm::forward(&mut out, s);
     (out, SafTrace { bn_out, weights: beta, bn_stats: stats })
+}
+
+// ----------------------------------------------------------------------------
+// Training: SAF in three stages, so that a caller can run the per-caption
+// BatchNorm (which couples all images of a caption) between per-image passes:
+//   attn_logits          nodes [n_img, n_nodes, S] → β [n_img, n_nodes]
+//   caption_batch_norm   β → BN(β) per caption (statistics over images × nodes)
+//   filter_forward       σ, l1norm over nodes, weighted sum of the nodes, l2norm
+// [`forward`] is these three in a row.
+
+/// `β = Linear_a(nodes)`: `nodes [rows, S]` → `[rows]`.
+pub fn attn_logits(nodes: &[f32], p: &Saf, rows: usize) -> Vec<f32> {
+    let mut beta = vec![0.0; rows]; // [rows]
+    super::linear::forward(nodes, &p.attn.w, Some(&p.attn.b), &mut beta, rows, p.attn.n_in, 1);
+    beta
+}
+
+/// Backward of [`attn_logits`]: `dbeta [rows]` → `dp.attn += …`, `dnodes [rows, S] += …`.
+/// In train mode `attn.b` is not accumulated: the BatchNorm that follows
+/// removes any constant (zero gradient by construction).
+pub fn attn_logits_backward(
+    dbeta: &[f32],
+    nodes: &[f32],
+    p: &Saf,
+    mode: Mode,
+    dp: &mut Saf,
+    dnodes: &mut [f32],
+    rows: usize,
+) {
+    let db = if mode == Mode::Eval { Some(&mut dp.attn.b[..]) } else { None };
+    super::linear::backward(dbeta, nodes, &p.attn.w, Some(dnodes), &mut dp.attn.w, db, rows, p.attn.n_in, 1);
+}
+
+/// BatchNorm1d(1) of each caption's `β [n_img, L+1]` (as in [`forward`]):
+/// `beta [n_img, n_nodes]` → `bn_out [n_img, n_nodes]`, and in train mode the
+/// batch statistics of every caption, in caption order.
+pub fn caption_batch_norm(
+    beta: &[f32],
+    p: &Saf,
+    lay: &TileLayout,
+    n_img: usize,
+    mode: Mode,
+) -> (Vec<f32>, Vec<BnStats>) {
+    let nn = lay.n_nodes();
+    let mut out = beta.to_vec(); // [n_img, n_nodes]
+    let mut stats = Vec::new();
+    let mut buf = Vec::new(); // [n_img, 1, L+1]
+    for c in 0..lay.n_cap() {
+        let r = lay.nodes(c);
+        buf.clear();
+        for i in 0..n_img {
+            buf.extend_from_slice(&beta[i * nn + r.start..i * nn + r.end]);
+        }
+        if let Some(st) = batchnorm::forward(&mut buf, &p.bn, mode, n_img, 1, r.len()) {
+            stats.push(st);
+        }
+        for i in 0..n_img {
+            out[i * nn + r.start..i * nn + r.end].copy_from_slice(&buf[i * r.len()..(i + 1) * r.len()]);
+        }
+    }
+    (out, stats)
+}
+
+/// Backward of [`caption_batch_norm`]: `dbn_out [n_img, n_nodes]` → `dbn += …`
+/// (weight, bias), `dbeta [n_img, n_nodes] += …`. `stats` is what the forward returned.
+#[allow(clippy::too_many_arguments)]
+pub fn caption_batch_norm_backward(
+    dbn_out: &[f32],
+    beta: &[f32],
+    p: &Saf,
+    lay: &TileLayout,
+    n_img: usize,
+    mode: Mode,
+    stats: &[BnStats],
+    dbn: &mut BatchNorm,
+    dbeta: &mut [f32],
+) {
+    let nn = lay.n_nodes();
+    let gather = |t: &[f32], r: &std::ops::Range<usize>| -> Vec<f32> {
+        (0..n_img).flat_map(|i| t[i * nn + r.start..i * nn + r.end].to_vec()).collect()
+    };
+    for c in 0..lay.n_cap() {
+        let r = lay.nodes(c);
+        let (dy, x) = (gather(dbn_out, &r), gather(beta, &r)); // [n_img, 1, L+1]
+        let mut dx = vec![0.0; dy.len()];
+        batchnorm::backward(&dy, &x, &p.bn, mode, stats.get(c), dbn, &mut dx, n_img, 1, r.len());
+        for i in 0..n_img {
+            super::add_into(&mut dbeta[i * nn + r.start..i * nn + r.end], &dx[i * r.len()..(i + 1) * r.len()]);
+        }
+    }
+}
+
+/// What the backward of [`filter_forward`] needs.
+#[derive(Clone, Debug, Default)]
+pub struct FilterCache {
+    pub sig: Vec<f32>,     // [n_img, n_nodes] σ(BN(β))
+    pub weights: Vec<f32>, // [n_img, n_nodes] σ / (Σ_nodes σ + 1e-8)
+    pub out: Vec<f32>,     // [n_img, n_cap, S] l2norm(Σ weights·nodes)
+    pub norms: Vec<f32>,   // [n_img, n_cap]
+}
+
+/// The filtration after the BatchNorm (as in [`forward`]): `nodes [n_img, n_nodes, S]`,
+/// `bn_out [n_img, n_nodes]` → `s [n_img, n_cap, S]` (`cache.out`).
+pub fn filter_forward(nodes: &[f32], bn_out: &[f32], lay: &TileLayout, n_img: usize, s: usize) -> FilterCache {
+    let (nn, nc) = (lay.n_nodes(), lay.n_cap());
+    let sig: Vec<f32> = bn_out.iter().map(|&x| super::sigmoid(x)).collect();
+    let mut weights = sig.clone();
+    let mut out = vec![0.0; n_img * nc * s]; // [n_img, n_cap, S]
+    for i in 0..n_img {
+        for c in 0..nc {
+            let r = lay.nodes(c);
+            let b = &mut weights[i * nn + r.start..i * nn + r.end];
+            let sum = b.iter().map(|x| x.abs()).sum::<f32>() + 1e-8;
+            b.iter_mut().for_each(|x| *x /= sum);
+            let o = &mut out[(i * nc + c) * s..(i * nc + c + 1) * s];
+            for (j, n) in r.enumerate() {
+                let xn = &nodes[(i * nn + n) * s..(i * nn + n + 1) * s];
+                for k in 0..s {
+                    o[k] += b[j] * xn[k];
+                }
+            }
+        }
+    }
+    let norms = super::l2norm::forward_keep_norms(&mut out, s);
+    FilterCache { sig, weights, out, norms }
+}
+
+/// Backward of [`filter_forward`]: `dout [n_img, n_cap, S]` → `dnodes [n_img, n_nodes, S] += …`
+/// (the weighted-sum path only), `dbn_out [n_img, n_nodes] += …`.
+#[allow(clippy::too_many_arguments)]
+pub fn filter_backward(
+    dout: &[f32],
+    nodes: &[f32],
+    lay: &TileLayout,
+    n_img: usize,
+    s: usize,
+    cache: &FilterCache,
+    dnodes: &mut [f32],
+    dbn_out: &mut [f32],
+) {
+    let (nn, nc) = (lay.n_nodes(), lay.n_cap());
+    let mut du = vec![0.0; n_img * nc * s]; // [n_img, n_cap, S] gradient of the weighted sum
+    super::l2norm::backward(dout, &cache.out, &cache.norms, &mut du, s);
+    let mut dw = Vec::new(); // [L+1] gradient of the l1-normalised weights
+    for i in 0..n_img {
+        for c in 0..nc {
+            let r = lay.nodes(c);
+            let duc = &du[(i * nc + c) * s..(i * nc + c + 1) * s];
+            let w = &cache.weights[i * nn + r.start..i * nn + r.end];
+            dw.clear();
+            for (j, n) in r.clone().enumerate() {
+                let row = (i * nn + n) * s..(i * nn + n + 1) * s;
+                dw.push(nodes[row.clone()].iter().zip(duc).map(|(a, b)| a * b).sum::<f32>());
+                for (d, &g) in dnodes[row].iter_mut().zip(duc) {
+                    *d += w[j] * g;
+                }
+            }
+            // w = σ / (Σσ + 1e-8) (σ > 0, so |σ| = σ): dσ_j = dw_j/D − Σ_k dw_k σ_k / D²
+            let sig = &cache.sig[i * nn + r.start..i * nn + r.end];
+            let d = sig.iter().map(|x| x.abs()).sum::<f32>() + 1e-8;
+            let dot: f32 = dw.iter().zip(sig).map(|(a, b)| a * b).sum();
+            let dbo = &mut dbn_out[i * nn + r.start..i * nn + r.end];
+            for j in 0..r.len() {
+                let dsig = dw[j] / d - dot / (d * d);
+                dbo[j] += dsig * sig[j] * (1.0 - sig[j]);
+            }
+        }
+    }
 }

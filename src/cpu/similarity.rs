@@ -74,3 +74,132 @@ pub fn global_forward(
     }
     kept
 }
+
+// ----------------------------------------------------------------------------
+// Training: one image against every caption of the tile, and the backward.
+// `nodes_i [n_nodes, S]` is one image's slice of the node tensor.
+
+/// [`local_forward`] for one image (same values): writes the word rows of
+/// `nodes_i [n_nodes, S]`; returns the norms `[n_words]` of the projections.
+pub fn local_forward_image(ctx_i: &[f32], t: &[f32], lin: &Linear, lay: &TileLayout, nodes_i: &mut [f32]) -> Vec<f32> {
+    let (e, s, nw) = (lin.n_in, lin.n_out, lay.n_words());
+    let mut d = vec![0.0; nw * e]; // [n_words, E] (ctx − t)²
+    for ((dv, cv), tv) in d.iter_mut().zip(ctx_i).zip(t) {
+        let x = cv - tv;
+        *dv = x * x;
+    }
+    let mut y = vec![0.0; nw * s]; // [n_words, S]
+    super::linear::forward(&d, &lin.w, Some(&lin.b), &mut y, nw, e, s);
+    let norms = super::l2norm::forward_keep_norms(&mut y, s);
+    for c in 0..lay.n_cap() {
+        let (w0, w1, n0) = (lay.word_off[c], lay.word_off[c + 1], lay.node_off[c] + 1);
+        nodes_i[n0 * s..(n0 + w1 - w0) * s].copy_from_slice(&y[w0 * s..w1 * s]);
+    }
+    norms
+}
+
+/// Backward of [`local_forward_image`]: the word rows of `dnodes_i [n_nodes, S]`
+/// → `dlin += …`, `dctx_i [n_words, E] += …`, `dt [n_words, E] += …`.
+#[allow(clippy::too_many_arguments)]
+pub fn local_backward_image(
+    dnodes_i: &[f32],
+    nodes_i: &[f32],
+    norms: &[f32],
+    ctx_i: &[f32],
+    t: &[f32],
+    lin: &Linear,
+    lay: &TileLayout,
+    dlin: &mut Linear,
+    dctx_i: &mut [f32],
+    dt: &mut [f32],
+) {
+    let (e, s, nw) = (lin.n_in, lin.n_out, lay.n_words());
+    let mut y = vec![0.0; nw * s]; // [n_words, S] l2-normalised projections (node rows)
+    let mut dy_n = vec![0.0; nw * s]; // [n_words, S] their gradients
+    for c in 0..lay.n_cap() {
+        let (w0, w1, n0) = (lay.word_off[c], lay.word_off[c + 1], lay.node_off[c] + 1);
+        y[w0 * s..w1 * s].copy_from_slice(&nodes_i[n0 * s..(n0 + w1 - w0) * s]);
+        dy_n[w0 * s..w1 * s].copy_from_slice(&dnodes_i[n0 * s..(n0 + w1 - w0) * s]);
+    }
+    let mut dy = vec![0.0; nw * s]; // [n_words, S] gradient before the l2norm
+    super::l2norm::backward(&dy_n, &y, norms, &mut dy, s);
+    let diff: Vec<f32> = ctx_i.iter().zip(t).map(|(c, w)| c - w).collect(); // [n_words, E] ctx − t
+    let d: Vec<f32> = diff.iter().map(|x| x * x).collect(); // [n_words, E]
+    let mut dd = vec![0.0; nw * e]; // [n_words, E]
+    super::linear::backward(&dy, &d, &lin.w, Some(&mut dd), &mut dlin.w, Some(&mut dlin.b), nw, e, s);
+    for (((g, &x), dc), dw) in dd.iter().zip(&diff).zip(dctx_i.iter_mut()).zip(dt.iter_mut()) {
+        let v = 2.0 * x * g;
+        *dc += v;
+        *dw -= v;
+    }
+}
+
+/// [`global_forward`] for one image `v_glo_i [E]` (same values): writes the
+/// global rows of `nodes_i [n_nodes, S]`; returns the norms `[n_cap]`.
+pub fn global_forward_image(
+    v_glo_i: &[f32],
+    t_glo: &[f32],
+    lin: &Linear,
+    lay: &TileLayout,
+    nodes_i: &mut [f32],
+) -> Vec<f32> {
+    let (e, s, nc) = (lin.n_in, lin.n_out, lay.n_cap());
+    let mut d = vec![0.0; nc * e]; // [n_cap, E] (v_glo − t_glo)²
+    for c in 0..nc {
+        for k in 0..e {
+            let x = v_glo_i[k] - t_glo[c * e + k];
+            d[c * e + k] = x * x;
+        }
+    }
+    let mut y = vec![0.0; nc * s]; // [n_cap, S]
+    super::linear::forward(&d, &lin.w, Some(&lin.b), &mut y, nc, e, s);
+    let norms = super::l2norm::forward_keep_norms(&mut y, s);
+    for c in 0..nc {
+        let n0 = lay.node_off[c];
+        nodes_i[n0 * s..(n0 + 1) * s].copy_from_slice(&y[c * s..(c + 1) * s]);
+    }
+    norms
+}
+
+/// Backward of [`global_forward_image`]: the global rows of `dnodes_i` →
+/// `dlin += …`, `dv_glo_i [E] += …`, `dt_glo [n_cap, E] += …`.
+#[allow(clippy::too_many_arguments)]
+pub fn global_backward_image(
+    dnodes_i: &[f32],
+    nodes_i: &[f32],
+    norms: &[f32],
+    v_glo_i: &[f32],
+    t_glo: &[f32],
+    lin: &Linear,
+    lay: &TileLayout,
+    dlin: &mut Linear,
+    dv_glo_i: &mut [f32],
+    dt_glo: &mut [f32],
+) {
+    let (e, s, nc) = (lin.n_in, lin.n_out, lay.n_cap());
+    let mut y = vec![0.0; nc * s]; // [n_cap, S]
+    let mut dy_n = vec![0.0; nc * s]; // [n_cap, S]
+    for c in 0..nc {
+        let n0 = lay.node_off[c];
+        y[c * s..(c + 1) * s].copy_from_slice(&nodes_i[n0 * s..(n0 + 1) * s]);
+        dy_n[c * s..(c + 1) * s].copy_from_slice(&dnodes_i[n0 * s..(n0 + 1) * s]);
+    }
+    let mut dy = vec![0.0; nc * s]; // [n_cap, S]
+    super::l2norm::backward(&dy_n, &y, norms, &mut dy, s);
+    let mut diff = vec![0.0; nc * e]; // [n_cap, E] v_glo − t_glo
+    for c in 0..nc {
+        for k in 0..e {
+            diff[c * e + k] = v_glo_i[k] - t_glo[c * e + k];
+        }
+    }
+    let d: Vec<f32> = diff.iter().map(|x| x * x).collect(); // [n_cap, E]
+    let mut dd = vec![0.0; nc * e]; // [n_cap, E]
+    super::linear::backward(&dy, &d, &lin.w, Some(&mut dd), &mut dlin.w, Some(&mut dlin.b), nc, e, s);
+    for c in 0..nc {
+        for k in 0..e {
+            let v = 2.0 * diff[c * e + k] * dd[c * e + k];
+            dv_glo_i[k] += v;
+            dt_glo[c * e + k] -= v;
+        }
+    }
+}

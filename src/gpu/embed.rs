@@ -45,3 +45,40 @@ pub fn forward(
     );
     Ok(())
 }
+
+/// Backward of [`forward`], as `cpu::embed::backward`: scatter-adds
+/// `dx [n_tok, D_w]` into the rows `ids` of `dtable [V, D_w]` (`+=`, each row
+/// in token order; deterministic, no atomics). Two dispatches; ids `>= V` are
+/// skipped.
+pub fn backward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dx: &GpuTensor,
+    ids: &GpuTensor,
+    dtable: &GpuTensor,
+) -> Result<()> {
+    ids.expect_dtype("embed backward ids", DType::U32)?;
+    if dtable.shape.len() != 2 {
+        return Err(SgrafError::Input(format!("embed backward: dtable shape {:?} is not [V, D_w]", dtable.shape)));
+    }
+    let (vocab, dim) = (dtable.shape[0], dtable.shape[1]);
+    let n = ids.numel();
+    expect_numel("embed backward dx", dx, n * dim)?;
+    if n == 0 || dim == 0 {
+        return Ok(());
+    }
+    let params = Params { n: u32c("ids", n)?, dim: u32c("D_w", dim)?, vocab: u32c("V", vocab)?, _pad: 0 };
+    u32c("embed backward sizes", (n * dim).max(vocab * dim).max(2 * n))?;
+    let links = GpuTensor::scratch(ctx, &[2, n], DType::U32)?;
+    let k = ctx.kernel(&SHADER, "embed_backward_links", &[Access::Read, Access::ReadWrite]);
+    ctx.dispatch(encoder, &k, &params, &[&ids.buffer, &links.buffer], ctx.grid_1d(n.div_ceil(256) as u64));
+    let k = ctx.kernel(&SHADER, "embed_backward", &[Access::Read, Access::Read, Access::Read, Access::ReadWrite]);
+    ctx.dispatch(
+        encoder,
+        &k,
+        &params,
+        &[&ids.buffer, &links.buffer, &dx.buffer, &dtable.buffer],
+        ctx.grid_1d((n * dim).div_ceil(256) as u64),
+    );
+    Ok(())
+}

@@ -339,3 +339,291 @@ pub fn batched_forward(
     }
     gemm(ctx, encoder, x, w, None, y, None, &g)
 }
+
+// ---------------------------------------------------------------------------
+// Backward
+
+/// Record `y[b] (+)= A[b] · B[b]` with A transposed: `A[b][i, kk] = x[b][kk, i]`
+/// (`x` is `[batch, k, m]`, read at `x_off + b·x_bstride + kk·ldx + i`) and `B`
+/// as in [`gemm`] (`w [n, k]` with `trans_w`, else `[k, n]`). The weight
+/// gradient of a Linear is `dw [n_out, n_in] += dy [rows, n_out]ᵀ · x [rows, n_in]`:
+/// `m = n_out`, `n = n_in`, `k = rows`, `x = dy`, `w = x` plain.
+///
+/// `g.bias`-like fields, `act`, `x_div` and `sqdiff` must be off (checked).
+pub fn gemm_tn(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    y: &GpuTensor,
+    g: &Gemm,
+) -> Result<()> {
+    if g.x_div != 1 || g.sqdiff.is_some() || g.act != Activation::None {
+        return Err(SgrafError::Input(format!("linear backward: x_div, sqdiff and act are not supported in {g:?}")));
+    }
+    let (wr, wc) = if g.trans_w { (g.n, g.k) } else { (g.k, g.n) };
+    let checks = [
+        ("x", extent(g.x_off, g.batch, g.x_bstride, g.k, g.ldx, g.m), x.numel()),
+        ("w", extent(g.w_off, g.batch, g.w_bstride, wr, g.ldw, wc), w.numel()),
+        ("y", extent(g.y_off, g.batch, g.y_bstride, g.m, g.ldy, g.n), y.numel()),
+    ];
+    for (what, need, have) in checks {
+        if need > have {
+            return Err(SgrafError::Input(format!(
+                "linear backward: {what} needs {need} elements for {g:?} but holds {have}"
+            )));
+        }
+    }
+    if g.m == 0 || g.n == 0 || g.batch == 0 {
+        return Ok(());
+    }
+    let grid = [g.n.div_ceil(TILE), g.m.div_ceil(TILE), g.batch];
+    let max = ctx.max_groups() as usize;
+    if grid.iter().any(|&v| v > max) {
+        return Err(SgrafError::Input(format!(
+            "linear backward: grid {grid:?} exceeds {max} workgroups per dimension; split the product"
+        )));
+    }
+    let mut flags = 0;
+    if g.trans_w {
+        flags |= 2;
+    }
+    if g.accumulate {
+        flags |= 4;
+    }
+    let params = Params {
+        m: u32_of("m", g.m)?,
+        n: u32_of("n", g.n)?,
+        k: u32_of("k", g.k)?,
+        flags,
+        batch: u32_of("batch", g.batch)?,
+        x_off: u32_of("x_off", g.x_off)?,
+        w_off: u32_of("w_off", g.w_off)?,
+        y_off: u32_of("y_off", g.y_off)?,
+        ldx: u32_of("ldx", g.ldx)?,
+        ldw: u32_of("ldw", g.ldw)?,
+        ldy: u32_of("ldy", g.ldy)?,
+        b_off: 0,
+        x_bstride: u32_of("x_bstride", g.x_bstride)?,
+        w_bstride: u32_of("w_bstride", g.w_bstride)?,
+        y_bstride: u32_of("y_bstride", g.y_bstride)?,
+        x_div: 1,
+        x2_off: 0,
+        ldx2: 0,
+        x2_mod: 1,
+        _pad: 0,
+    };
+    for (what, t) in [("x", x), ("w", w), ("y", y)] {
+        u32_of(what, t.numel())?;
+    }
+    let kernel = ctx.kernel(
+        &SHADER,
+        "linear_backward",
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Read],
+    );
+    let d = ctx.dummy();
+    ctx.dispatch(encoder, &kernel, &params, &[&x.buffer, &w.buffer, d, &y.buffer, d], grid.map(|v| v as u32));
+    Ok(())
+}
+
+/// Rows per split above which [`column_sum`] splits the rows over workgroups.
+const SUM_CHUNK: usize = 2048;
+/// Most row splits of [`column_sum`].
+const SUM_MAX_SPLITS: usize = 256;
+
+/// Record column sums `y[y_off + j] (+)= Σ_{i < rows} x[x_off + i·ldx + j]`
+/// for `j < n` (deterministic: a fixed order per column). Many rows are split
+/// over up to 256 workgroups per column block, whose partial sums a second
+/// dispatch adds. The bias gradient of a Linear is
+/// `column_sum(ctx, enc, dy, db, rows, n_out, n_out, 0, 0, true)`.
+#[allow(clippy::too_many_arguments)]
+pub fn column_sum(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    rows: usize,
+    n: usize,
+    ldx: usize,
+    x_off: usize,
+    y_off: usize,
+    accumulate: bool,
+) -> Result<()> {
+    let checks = [("x", extent(x_off, 1, 0, rows, ldx, n), x.numel()), ("y", extent(y_off, 1, 0, 1, 0, n), y.numel())];
+    for (what, need, have) in checks {
+        if need > have {
+            return Err(SgrafError::Input(format!(
+                "linear column sum: {what} needs {need} elements ({rows} rows of {n}, stride {ldx}) but holds {have}"
+            )));
+        }
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let splits = rows.div_ceil(SUM_CHUNK).clamp(1, SUM_MAX_SPLITS);
+    if splits == 1 {
+        return column_sum_pass(ctx, encoder, x, y, rows, n, ldx, x_off, y_off, 1, rows, accumulate);
+    }
+    let chunk = rows.div_ceil(splits);
+    let splits = rows.div_ceil(chunk);
+    let partials = GpuTensor::scratch(ctx, &[splits, n], super::DType::F32)?;
+    column_sum_pass(ctx, encoder, x, &partials, rows, n, ldx, x_off, 0, splits, chunk, false)?;
+    column_sum_pass(ctx, encoder, &partials, y, splits, n, n, 0, y_off, 1, splits, accumulate)
+}
+
+/// One dispatch of `linear_backward_bias`: split `s < splits` sums rows
+/// `[s·chunk, min((s+1)·chunk, rows))` into `y[y_off + s·n + j]`.
+#[allow(clippy::too_many_arguments)]
+fn column_sum_pass(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    y: &GpuTensor,
+    rows: usize,
+    n: usize,
+    ldx: usize,
+    x_off: usize,
+    y_off: usize,
+    splits: usize,
+    chunk: usize,
+    accumulate: bool,
+) -> Result<()> {
+    let params = Params {
+        m: 1,
+        n: u32_of("n", n)?,
+        k: u32_of("rows", rows)?,
+        flags: if accumulate { 4 } else { 0 },
+        batch: 1,
+        x_off: u32_of("x_off", x_off)?,
+        w_off: 0,
+        y_off: u32_of("y_off", y_off)?,
+        ldx: u32_of("ldx", ldx)?,
+        ldw: u32_of("rows per split", chunk)?,
+        ldy: u32_of("n", n)?,
+        b_off: 0,
+        x_bstride: 0,
+        w_bstride: 0,
+        y_bstride: 0,
+        x_div: 1,
+        x2_off: 0,
+        ldx2: 0,
+        x2_mod: 1,
+        _pad: 0,
+    };
+    u32_of("rows + rows per split", rows + chunk)?;
+    for (what, t) in [("x", x), ("y", y)] {
+        u32_of(what, t.numel())?;
+    }
+    let [gx, gz, _] = ctx.grid_1d(n.div_ceil(16) as u64);
+    if splits > ctx.max_groups() as usize || gz > ctx.max_groups() {
+        return Err(SgrafError::Input(format!("linear column sum: {n} columns need too many workgroups")));
+    }
+    let kernel = ctx.kernel(
+        &SHADER,
+        "linear_backward_bias",
+        &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Read],
+    );
+    let d = ctx.dummy();
+    ctx.dispatch(encoder, &kernel, &params, &[&x.buffer, d, d, &y.buffer, d], [gx, splits as u32, gz]);
+    Ok(())
+}
+
+/// Workgroups the weight-gradient product aims for before it splits the rows.
+const DW_TARGET_GROUPS: usize = 512;
+/// Fewest rows per split of the weight-gradient product.
+const DW_MIN_ROWS: usize = 256;
+/// Most values of the split products' scratch (64 MiB of f32).
+const DW_MAX_SCRATCH: usize = 16 << 20;
+
+/// `dw [n, k] += dy [m, n]ᵀ · x [m, k]` (dense). When the output has few tiles
+/// and there are many rows (the pairs of the similarity stages), the rows are
+/// split: `splits` products of `chunk` rows into a scratch `[splits, n, k]`
+/// (one batched dispatch), the leftover rows straight into `dw`, then a column
+/// sum over the splits adds them to `dw` — deterministic, no atomics.
+#[allow(clippy::too_many_arguments)]
+pub fn weight_grad(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dy: &GpuTensor,
+    x: &GpuTensor,
+    dw: &GpuTensor,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
+    let tiles = n.div_ceil(TILE) * k.div_ceil(TILE);
+    let splits = DW_TARGET_GROUPS.div_ceil(tiles.max(1)).min(m / DW_MIN_ROWS).min(DW_MAX_SCRATCH / (n * k).max(1));
+    let base = Gemm { trans_w: false, ldx: n, ldw: k, ldy: k, accumulate: true, ..Gemm::linear(n, m, k) };
+    if splits < 2 {
+        return gemm_tn(ctx, encoder, dy, x, dw, &base);
+    }
+    let chunk = m / splits;
+    let main = chunk * splits;
+    let partials = GpuTensor::scratch(ctx, &[splits, n, k], super::DType::F32)?;
+    let g = Gemm {
+        k: chunk,
+        batch: splits,
+        x_bstride: chunk * n,
+        w_bstride: chunk * k,
+        y_bstride: n * k,
+        accumulate: false,
+        ..base
+    };
+    gemm_tn(ctx, encoder, dy, x, &partials, &g)?;
+    if main < m {
+        let g = Gemm { k: m - main, x_off: main * n, w_off: main * k, ..base };
+        gemm_tn(ctx, encoder, dy, x, dw, &g)?;
+    }
+    column_sum(ctx, encoder, &partials, dw, splits, n * k, n * k, 0, 0, true)
+}
+
+/// Backward of [`forward`] (`y [m, n] = x [m, k] · w [n, k]ᵀ + b`), mirroring
+/// `cpu::linear::backward`:
+/// * `dx [m, k] = dy · w` (or `+=` with `dx_accumulate`); `dx = None` skips it;
+/// * `dw [n, k] += dyᵀ · x` (always accumulates);
+/// * `db [n] += Σ_rows dy`; `db = None` skips it.
+///
+/// `x` and `dy` may have any leading axes (`m` = their product); `dx` must not
+/// alias `dy` or `w`. Three (or fewer) dispatches.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dy: &GpuTensor,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    dx: Option<&GpuTensor>,
+    dx_accumulate: bool,
+    dw: &GpuTensor,
+    db: Option<&GpuTensor>,
+) -> Result<()> {
+    if w.shape.len() != 2 {
+        return Err(SgrafError::Input(format!("linear backward: weight shape {:?} is not [out, in]", w.shape)));
+    }
+    let (n, k) = (w.shape[0], w.shape[1]);
+    if x.shape.last() != Some(&k) {
+        return Err(SgrafError::Input(format!("linear backward: input shape {:?} does not end in {k}", x.shape)));
+    }
+    let m = x.numel() / k.max(1);
+    if dy.numel() != m * n || dy.shape.last() != Some(&n) {
+        return Err(SgrafError::Input(format!("linear backward: dy shape {:?}, expected [{m}, {n}]", dy.shape)));
+    }
+    dw.expect_shape("linear backward dw", &[n, k])?;
+    if let Some(db) = db {
+        db.expect_shape("linear backward db", &[n])?;
+    }
+    if let Some(dx) = dx {
+        if dx.numel() != m * k {
+            return Err(SgrafError::Input(format!("linear backward: dx shape {:?}, expected [{m}, {k}]", dx.shape)));
+        }
+        // dx [m, k] = dy [m, n] · w [n, k] (w plain, row stride k).
+        let g = Gemm { trans_w: false, ldw: k, accumulate: dx_accumulate, ..Gemm::linear(m, n, k) };
+        gemm(ctx, encoder, dy, w, None, dx, None, &g)?;
+    }
+    // dw [n, k] += dy [m, n]ᵀ · x [m, k].
+    weight_grad(ctx, encoder, dy, x, dw, m, k, n)?;
+    if let Some(db) = db {
+        column_sum(ctx, encoder, dy, db, m, n, n, 0, 0, true)?;
+    }
+    Ok(())
+}

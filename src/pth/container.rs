@@ -70,7 +70,17 @@ pub struct TorchFile<'a> {
     big_endian: bool,
 }
 
+/// Materialised tensors may total at most this many times the storage bytes
+/// in the file (views may overlap, but a pickle naming one large tensor
+/// thousands of times must not turn a small file into gigabytes).
+pub const OUTPUT_FACTOR: usize = 4;
+
 impl TorchFile<'_> {
+    /// Bytes of all storages in the file.
+    pub fn storage_bytes(&self) -> usize {
+        self.storages.values().map(|b| b.len()).sum()
+    }
+
     /// The contiguous tensor behind a tensor value.
     pub fn tensor(&self, v: &Value) -> Result<RawTensor, String> {
         let t = match v {
@@ -84,20 +94,21 @@ impl TorchFile<'_> {
     }
 }
 
-/// Element sizes of the storages the main pickle refers to, by key.
-fn storage_dtypes(heap: &Heap) -> Result<HashMap<&str, StorageDtype>, PthError> {
-    let mut m: HashMap<&str, StorageDtype> = HashMap::new();
+/// Type and largest recorded element count of each storage the main pickle
+/// refers to, by key (one pass: a pickle may refer to a storage many times).
+fn storage_dtypes(heap: &Heap) -> Result<HashMap<&str, (StorageDtype, u64)>, PthError> {
+    let mut m: HashMap<&str, (StorageDtype, u64)> = HashMap::new();
     for s in &heap.storages {
-        if let Some(d) = m.insert(&s.key, s.dtype) {
-            if d != s.dtype {
-                return Err(PthError::Container(format!(
-                    "storage '{}' is referred to both as {} and as {}",
-                    s.key,
-                    d.torch_name(),
-                    s.dtype.torch_name()
-                )));
-            }
+        let e = m.entry(&s.key).or_insert((s.dtype, s.numel));
+        if e.0 != s.dtype {
+            return Err(PthError::Container(format!(
+                "storage '{}' is referred to both as {} and as {}",
+                s.key,
+                e.0.torch_name(),
+                s.dtype.torch_name()
+            )));
         }
+        e.1 = e.1.max(s.numel);
     }
     Ok(m)
 }
@@ -135,25 +146,22 @@ pub fn read_zip(bytes: &[u8]) -> Result<TorchFile<'_>, PthError> {
     };
     let (root, heap, _) = unpickle(&pkl, 0, true)?;
     let mut storages: HashMap<String, Cow<'_, [u8]>> = HashMap::new();
-    for (key, dtype) in storage_dtypes(&heap)? {
+    for (key, (dtype, numel)) in storage_dtypes(&heap)? {
         let name = format!("{top}data/{key}");
         if zip.index_for_name(&name).is_none() {
             return Err(PthError::Zip(format!("storage record {name} is missing (is the file truncated?)")));
         }
         let data = read_entry(&mut zip, &name, &mut budget)?;
         // Every reference must fit its record: numel · element size bytes.
-        for s in heap.storages.iter().filter(|s| s.key == key) {
-            let need = s.numel.checked_mul(dtype.size() as u64);
-            if need.is_none_or(|n| n > data.len() as u64) {
-                return Err(PthError::Container(format!(
-                    "storage record {name} holds {} bytes but the pickle says {} elements of {} bytes ({}): the \
-                     storage is shorter than recorded",
-                    data.len(),
-                    s.numel,
-                    dtype.size(),
-                    dtype.torch_name()
-                )));
-            }
+        let need = numel.checked_mul(dtype.size() as u64);
+        if need.is_none_or(|n| n > data.len() as u64) {
+            return Err(PthError::Container(format!(
+                "storage record {name} holds {} bytes but the pickle says {numel} elements of {} bytes ({}): the \
+                 storage is shorter than recorded",
+                data.len(),
+                dtype.size(),
+                dtype.torch_name()
+            )));
         }
         storages.insert(key.to_string(), Cow::Owned(data));
     }
@@ -228,7 +236,7 @@ pub fn read_legacy(bytes: &[u8]) -> Result<TorchFile<'_>, PthError> {
             Value::Int(i) => i.to_string(),
             other => return Err(PthError::Container(format!("a legacy storage key is a {}", keys_heap.kind(other)))),
         };
-        let dtype = *dtypes.get(key.as_str()).ok_or_else(|| {
+        let (dtype, _) = *dtypes.get(key.as_str()).ok_or_else(|| {
             PthError::Container(format!("storage '{key}' is listed but no tensor refers to it (corrupt file?)"))
         })?;
         let truncated = |need: u64, at: usize| {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::container::TorchFile;
+use super::container::{TorchFile, OUTPUT_FACTOR};
 use super::pickle::{Heap, Value};
 use super::PthError;
 use crate::model::params::RawTensor;
@@ -40,8 +40,11 @@ fn scalar_text(v: &Value) -> Option<String> {
     })
 }
 
+/// Prefixed tensors and text metadata.
+pub type StateAndMeta = (BTreeMap<String, RawTensor>, HashMap<String, String>);
+
 /// The prefixed state map and the metadata of an SGRAF checkpoint.
-pub fn convert(file: &TorchFile) -> Result<(BTreeMap<String, RawTensor>, HashMap<String, String>), PthError> {
+pub fn convert(file: &TorchFile) -> Result<StateAndMeta, PthError> {
     let h = &file.heap;
     let layout = "SGRAF's train.py saves {'epoch', 'model': [img_enc, txt_enc, sim_enc state dicts], 'best_rsum', \
                   'opt', 'Eiters'}";
@@ -60,6 +63,8 @@ pub fn convert(file: &TorchFile) -> Result<(BTreeMap<String, RawTensor>, HashMap
         }
     };
     let mut tensors = BTreeMap::new();
+    let budget = file.storage_bytes().saturating_mul(OUTPUT_FACTOR).saturating_add(1 << 16);
+    let mut out_bytes = 0usize;
     for (i, (prefix, sd)) in PARTS.iter().zip(parts).enumerate() {
         let entries = h.dict(sd).ok_or_else(|| {
             PthError::Checkpoint(format!("checkpoint['model'][{i}] ({prefix}) is a {}, not a state dict", h.kind(sd)))
@@ -75,6 +80,17 @@ pub fn convert(file: &TorchFile) -> Result<(BTreeMap<String, RawTensor>, HashMap
                 }
             };
             let t = file.tensor(v).map_err(|msg| PthError::Tensor { key: name.clone(), msg })?;
+            out_bytes += match &t {
+                RawTensor::F32 { data, .. } => data.len() * 4,
+                RawTensor::I64 { data, .. } => data.len() * 8,
+            };
+            if out_bytes > budget {
+                return Err(PthError::Checkpoint(format!(
+                    "the state dicts' tensors need more than {OUTPUT_FACTOR}× the {} bytes of storage in the file \
+                     (the same tensor named many times?)",
+                    file.storage_bytes()
+                )));
+            }
             tensors.insert(name, t); // a repeated key keeps the last value, as Python does
         }
     }

@@ -188,6 +188,7 @@ pub fn unpickle(data: &[u8], start: usize, persistent: bool) -> Result<(Value, H
         memo: HashMap::new(),
         heap: Heap::default(),
         persistent,
+        copied: 0,
     };
     let v = vm.run()?;
     Ok((v, vm.heap, vm.pos))
@@ -202,6 +203,7 @@ struct Vm<'a> {
     memo: HashMap<u32, Value>,
     heap: Heap,
     persistent: bool,
+    copied: usize, // values copied out of existing objects (see `charge`)
 }
 
 // Opcodes (pickletools names).
@@ -365,7 +367,7 @@ impl<'a> Vm<'a> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<(), PthError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS with an odd number of items"));
         }
         let mut pairs = Vec::with_capacity(items.len() / 2);
@@ -380,6 +382,19 @@ impl<'a> Vm<'a> {
             }
             _ => Err(self.err("SETITEM target is not a dict")),
         }
+    }
+
+    /// Counts values copied out of existing objects (call arguments, BUILD
+    /// state, OrderedDict items). A memoised object can be reused by a
+    /// 2-byte BINGET, so without a bound a small pickle could copy a large
+    /// list again and again (quadratic memory). A checkpoint copies far less
+    /// than its own length.
+    fn charge(&mut self, n: usize) -> Result<(), PthError> {
+        self.copied = self.copied.saturating_add(n);
+        if self.copied > 2 * self.data.len() + 4096 {
+            return Err(self.err("the pickle copies more objects than a checkpoint would (a memory bomb?); refused"));
+        }
+        Ok(())
     }
 
     fn memo_get(&self, i: u32) -> Result<Value, PthError> {
@@ -610,11 +625,13 @@ impl<'a> Vm<'a> {
         }
     }
 
-    fn tuple_items(&self, v: &Value, what: &str) -> Result<Vec<Value>, PthError> {
-        match self.heap.obj(v) {
-            Some(Obj::Tuple(x)) => Ok(x.clone()),
-            _ => Err(self.err(format!("{what}: arguments are a {}, expected a tuple", self.heap.kind(v)))),
-        }
+    fn tuple_items(&mut self, v: &Value, what: &str) -> Result<Vec<Value>, PthError> {
+        let items = match self.heap.obj(v) {
+            Some(Obj::Tuple(x)) => x.clone(),
+            _ => return Err(self.err(format!("{what}: arguments are a {}, expected a tuple", self.heap.kind(v)))),
+        };
+        self.charge(items.len())?;
+        Ok(items)
     }
 
     /// `REDUCE`: `f(*args)` for an allowed global `f`, as data.
@@ -640,6 +657,7 @@ impl<'a> Vm<'a> {
                 if args.len() > 1 {
                     return Err(self.err("OrderedDict called with more than one argument"));
                 }
+                self.charge(pairs.len())?;
                 Ok(self.heap.alloc(Obj::Dict(pairs)))
             }
             Global::Namespace if args.is_empty() => Ok(self.heap.alloc(Obj::Namespace(Vec::new()))),
@@ -731,6 +749,7 @@ impl<'a> Vm<'a> {
             _ if state == Value::None => Vec::new(),
             _ => return Err(self.err(format!("BUILD state is a {}, expected a dict", self.heap.kind(&state)))),
         };
+        self.charge(state_dict.len())?;
         match &mut self.heap.objs[i] {
             Obj::Namespace(attrs) => attrs.extend(state_dict),
             Obj::Dict(_) => {} // OrderedDict._metadata
@@ -838,7 +857,7 @@ mod tests {
     fn cycles_and_deep_nesting_are_harmless() {
         // l = []; l.append(l)
         let (v, heap, _) = unpickle(b"]q\x00h\x00a.", 0, false).unwrap();
-        assert_eq!(heap.seq(&v).unwrap(), &[v.clone()]);
+        assert_eq!(heap.seq(&v).unwrap(), std::slice::from_ref(&v));
         // 200k nested 1-tuples
         let mut p = vec![b'N'];
         p.extend(std::iter::repeat_n(TUPLE1, 200_000));

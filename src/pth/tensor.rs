@@ -165,9 +165,8 @@ pub fn materialise(t: &TensorRef, s: &StorageRef, bytes: &[u8], big_endian: bool
         ));
     }
     // All element indices are now < avail ≤ bytes.len()/esize: no read below can fail.
-    let start = base + t.offset; // first element, relative to the storage bytes
-    let mut idx: Vec<usize> = Vec::with_capacity(numel);
-    gather_indices(&shape, &t.stride, start as usize, &mut idx);
+    let start = (base + t.offset) as usize; // first element, relative to the storage bytes
+    let stride: Vec<usize> = t.stride.iter().map(|&x| x as usize).collect(); // each ≤ last < avail
     let elem = |i: usize| -> [u8; 8] {
         let mut b = [0u8; 8];
         b[..esize].copy_from_slice(&bytes[i * esize..(i + 1) * esize]);
@@ -177,33 +176,42 @@ pub fn materialise(t: &TensorRef, s: &StorageRef, bytes: &[u8], big_endian: bool
         b
     };
     Ok(match s.dtype {
-        StorageDtype::F32 => RawTensor::F32 {
-            shape,
-            data: idx.iter().map(|&i| f32::from_le_bytes(elem(i)[..4].try_into().expect("4 bytes"))).collect(),
-        },
-        StorageDtype::F64 => {
-            RawTensor::F32 { shape, data: idx.iter().map(|&i| f64::from_le_bytes(elem(i)) as f32).collect() }
+        StorageDtype::F32 => {
+            let mut data = Vec::with_capacity(numel);
+            for_each_index(&shape, &stride, start, |i| {
+                data.push(f32::from_le_bytes(elem(i)[..4].try_into().expect("4")))
+            });
+            RawTensor::F32 { shape, data }
         }
-        StorageDtype::I64 => RawTensor::I64 { shape, data: idx.iter().map(|&i| i64::from_le_bytes(elem(i))).collect() },
+        StorageDtype::F64 => {
+            let mut data = Vec::with_capacity(numel);
+            for_each_index(&shape, &stride, start, |i| data.push(f64::from_le_bytes(elem(i)) as f32));
+            RawTensor::F32 { shape, data }
+        }
+        StorageDtype::I64 => {
+            let mut data = Vec::with_capacity(numel);
+            for_each_index(&shape, &stride, start, |i| data.push(i64::from_le_bytes(elem(i))));
+            RawTensor::I64 { shape, data }
+        }
         _ => unreachable!("dtype checked above"),
     })
 }
 
-/// Storage element index of every element of a strided view, row-major.
-/// Precondition: every index fits (checked by the caller).
-fn gather_indices(shape: &[usize], stride: &[u64], start: usize, out: &mut Vec<usize>) {
+/// Calls `f` with the storage element index of every element of a strided
+/// view, in row-major order. Precondition: every index fits (checked by the caller).
+fn for_each_index(shape: &[usize], stride: &[usize], start: usize, mut f: impl FnMut(usize)) {
     let rank = shape.len();
     if rank == 0 {
-        out.push(start);
+        f(start);
         return;
     }
-    let stride: Vec<usize> = stride.iter().map(|&s| s as usize).collect();
-    let inner = shape[rank - 1];
-    let inner_stride = stride[rank - 1];
+    let (inner, inner_stride) = (shape[rank - 1], stride[rank - 1]);
     let mut pos = vec![0usize; rank - 1]; // odometer over the outer dimensions
     loop {
-        let row: usize = start + pos.iter().zip(&stride).map(|(p, s)| p * s).sum::<usize>();
-        out.extend((0..inner).map(|j| row + j * inner_stride));
+        let row: usize = start + pos.iter().zip(stride).map(|(p, s)| p * s).sum::<usize>();
+        for j in 0..inner {
+            f(row + j * inner_stride);
+        }
         // advance the odometer
         let mut d = rank - 1;
         loop {

@@ -1,0 +1,78 @@
+//! Bidirectional hardest-negative triplet loss (spec §8, VSE++ "max violation"):
+//! for the training score matrix `s [B, B]` (row = image, column = caption,
+//! positives on the diagonal, margin m = 0.2)
+//!
+//! `loss = Σ_i max_{j≠i} [m + s[i,j] − s[i,i]]₊ + Σ_j max_{i≠j} [m + s[i,j] − s[j,j]]₊`,
+//!
+//! a SUM over the batch. Duplicate images in a batch are still negatives.
+//!
+//! Ties: as the official `cost.max(dim)` (whose gradient goes to the index it
+//! returns), the hardest negative is the *first* maximum in index order; the
+//! masked diagonal (cost 0) takes part in the maximum like any other entry, so
+//! a row whose every cost is 0 gets no gradient. A hinge exactly at 0 passes no
+//! gradient.
+
+/// Margin of the official code.
+pub const MARGIN: f32 = 0.2;
+
+/// The loss and which entries it picked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TripletLoss {
+    pub loss: f32,
+    pub hardest_caption: Vec<usize>, // [B] per image i: argmax_j of C_s[i, ·]
+    pub cost_s: Vec<f32>,            // [B] max_j C_s[i, j]
+    pub hardest_image: Vec<usize>,   // [B] per caption j: argmax_i of C_im[·, j]
+    pub cost_im: Vec<f32>,           // [B] max_i C_im[i, j]
+}
+
+/// First index of the maximum (ties: the first, as `torch.max(dim)` returns).
+fn first_argmax(x: impl Iterator<Item = f32>) -> (usize, f32) {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, v) in x.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best
+}
+
+/// `sims [B, B]` → loss with the hardest negatives.
+pub fn forward(sims: &[f32], b: usize, margin: f32) -> TripletLoss {
+    assert_eq!(sims.len(), b * b, "loss::forward: sims must be [B, B]");
+    let s = |i: usize, j: usize| sims[i * b + j];
+    // C_s[i, j] = [m + s[i,j] − s[i,i]]₊, diagonal 0 (image i as query)
+    let c_s = |i: usize, j: usize| if i == j { 0.0 } else { (margin + s(i, j) - s(i, i)).max(0.0) };
+    // C_im[i, j] = [m + s[i,j] − s[j,j]]₊, diagonal 0 (caption j as query)
+    let c_im = |i: usize, j: usize| if i == j { 0.0 } else { (margin + s(i, j) - s(j, j)).max(0.0) };
+    let (mut hardest_caption, mut cost_s, mut hardest_image, mut cost_im) = (vec![], vec![], vec![], vec![]);
+    for i in 0..b {
+        let (j, v) = first_argmax((0..b).map(|j| c_s(i, j)));
+        hardest_caption.push(j);
+        cost_s.push(v);
+    }
+    for j in 0..b {
+        let (i, v) = first_argmax((0..b).map(|i| c_im(i, j)));
+        hardest_image.push(i);
+        cost_im.push(v);
+    }
+    let loss = cost_s.iter().chain(&cost_im).map(|&v| v as f64).sum::<f64>() as f32;
+    TripletLoss { loss, hardest_caption, cost_s, hardest_image, cost_im }
+}
+
+/// Backward of [`forward`]: `dsims [B, B]` (overwritten) for `dloss = 1`.
+pub fn backward(l: &TripletLoss, b: usize) -> Vec<f32> {
+    let mut d = vec![0.0; b * b]; // [B, B]
+    for i in 0..b {
+        if l.cost_s[i] > 0.0 {
+            d[i * b + l.hardest_caption[i]] += 1.0;
+            d[i * b + i] -= 1.0;
+        }
+    }
+    for j in 0..b {
+        if l.cost_im[j] > 0.0 {
+            d[l.hardest_image[j] * b + j] += 1.0;
+            d[j * b + j] -= 1.0;
+        }
+    }
+    d
+}
