@@ -29,6 +29,8 @@ struct Cli {
 enum Cmd {
     /// Evaluate one checkpoint, or the SGRAF ensemble of two, on a precomp split.
     Eval(EvalArgs),
+    /// Train an SGR or SAF model on the `train` split of a precomp folder.
+    Train(Box<TrainArgs>),
     /// Benchmarks on generated inputs at the official default sizes.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -73,10 +75,94 @@ struct EvalArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct TrainArgs {
+    /// Folder with train_ims.npy / train_caps.txt (and dev_* for validation).
+    #[arg(long)]
+    data: PathBuf,
+    /// SGR or SAF (for a fresh model; --init and --resume take it from the checkpoint).
+    #[arg(long, default_value = "SGR")]
+    module: String,
+    /// Vocabulary JSON (default: <data>/vocab.json).
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// Start from this checkpoint (official keys) instead of a fresh initialisation.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Epochs (default: the official recipe of --recipe and --module).
+    #[arg(long, conflicts_with = "steps")]
+    epochs: Option<usize>,
+    /// Stop after this many steps instead.
+    #[arg(long)]
+    steps: Option<u64>,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f32,
+    /// Epochs between ×0.1 learning-rate decays (default: the recipe's).
+    #[arg(long)]
+    lr_update: Option<usize>,
+    /// Official schedules: f30k (SGR 40/30, SAF 30/20 epochs) or coco (20/10).
+    #[arg(long, default_value = "f30k")]
+    recipe: String,
+    #[arg(long, default_value_t = 2.0)]
+    grad_clip: f32,
+    #[arg(long, default_value_t = 0.2)]
+    margin: f32,
+    #[arg(long, default_value_t = 0.4)]
+    dropout: f32,
+    /// Take the captions in file order.
+    #[arg(long)]
+    no_shuffle: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Validation on the first 1 000 dev images every this many steps (and every epoch).
+    #[arg(long, default_value_t = 1000)]
+    val_step: u64,
+    #[arg(long, default_value_t = 10)]
+    log_step: u64,
+    /// Write last.* every this many steps.
+    #[arg(long, default_value_t = 100)]
+    checkpoint_step: u64,
+    /// Backend for validation (training steps run on the CPU backend for now).
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+    /// Output folder (last/best checkpoints, optimizer state, metrics.jsonl).
+    #[arg(long, default_value = "runs/sgraf")]
+    out: PathBuf,
+    /// Continue the run saved in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Sizes of a fresh model.
+    #[arg(long, default_value_t = 1024)]
+    embed_size: usize,
+    #[arg(long, default_value_t = 256)]
+    sim_dim: usize,
+    #[arg(long, default_value_t = 300)]
+    word_dim: usize,
+    #[arg(long, default_value_t = 3)]
+    sgr_step: usize,
+}
+
 #[derive(Subcommand)]
 enum BenchCmd {
     /// All-pairs scoring throughput at default sizes (2048-d regions, E 1024, S 256, 14 tokens).
     Eval(BenchEvalArgs),
+    /// Training steps at default sizes on generated data.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Args)]
+struct BenchTrainArgs {
+    #[arg(long, default_value = "cpu")]
+    backend: BackendChoice,
+    #[arg(long, default_value = "SGR")]
+    module: String,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
 }
 
 #[derive(Args)]
@@ -104,7 +190,9 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Eval(a) => eval(a),
+        Cmd::Train(a) => train(*a),
         Cmd::Bench(BenchCmd::Eval(a)) => bench_eval(a),
+        Cmd::Bench(BenchCmd::Train(a)) => bench_train(a),
         Cmd::Import(a) => import(a),
     };
     if let Err(e) = r {
@@ -268,12 +356,141 @@ fn generated_inputs(cfg: &Config, n_img: usize, n_cap: usize, tokens: usize, see
     (images, captions)
 }
 
-fn bench_eval(a: BenchEvalArgs) -> Result<()> {
-    let module = match a.module.to_ascii_uppercase().as_str() {
-        "SGR" => Module::Sgr { steps: 3 },
-        "SAF" => Module::Saf,
+fn parse_module(m: &str, sgr_steps: usize) -> Result<Module> {
+    match m.to_ascii_uppercase().as_str() {
+        "SGR" => Ok(Module::Sgr { steps: sgr_steps }),
+        "SAF" => Ok(Module::Saf),
         m => bail!("unknown module '{m}': use SGR or SAF"),
+    }
+}
+
+/// Training runs its steps on the CPU backend; `--backend` picks where validation runs.
+fn train_backend(choice: BackendChoice) -> Result<Backend> {
+    if choice == BackendChoice::Gpu {
+        bail!("training steps on the GPU backend are not implemented yet (the GPU backward kernels are in progress); use --backend cpu or auto");
+    }
+    let (backend, desc) = Backend::resolve(choice)?;
+    eprintln!("training steps: CPU backend; validation: {desc}");
+    Ok(backend)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    use sgraf::train::run::{TrainData, TrainOptions, Trainer};
+    let backend = train_backend(a.backend)?;
+    let vocab_path = a.vocab.clone().unwrap_or_else(|| a.data.join("vocab.json"));
+    let vocab = Vocab::load(&vocab_path).context("loading the vocabulary (use --vocab to point at it)")?;
+    let data = TrainData::load(&a.data, &vocab).with_context(|| format!("loading training data from {}", a.data.display()))?;
+    let mut trainer = if a.resume {
+        let mut t = Trainer::resume(&a.out, backend).with_context(|| format!("resuming from {}", a.out.display()))?;
+        // a resumed run may be given a new end
+        if a.steps.is_some() {
+            t.state.options.max_steps = a.steps;
+        }
+        if let Some(e) = a.epochs {
+            t.state.options.epochs = e;
+        }
+        t
+    } else {
+        let params = match &a.init {
+            Some(ck) => load_checkpoint(ck)?,
+            None => {
+                let module = parse_module(&a.module, a.sgr_step)?;
+                let cfg = Config {
+                    img_dim: data.train.img_dim,
+                    word_dim: a.word_dim,
+                    embed: a.embed_size,
+                    sim_dim: a.sim_dim,
+                    vocab: vocab.len(),
+                    module,
+                };
+                Params::init(cfg, a.seed)
+            }
+        };
+        if params.cfg.vocab != vocab.len() {
+            bail!("the model has a {}-word embedding but the vocabulary has {} words", params.cfg.vocab, vocab.len());
+        }
+        if params.cfg.img_dim != data.train.img_dim {
+            bail!("the model expects {}-d region features but the data has {}", params.cfg.img_dim, data.train.img_dim);
+        }
+        let sgr = matches!(params.cfg.module, Module::Sgr { .. });
+        let (epochs, lr_update) = match (a.recipe.as_str(), sgr) {
+            ("f30k", true) => (40, 30),
+            ("f30k", false) => (30, 20),
+            ("coco", _) => (20, 10),
+            (r, _) => bail!("unknown recipe '{r}': use f30k or coco"),
+        };
+        let options = TrainOptions {
+            epochs: a.epochs.unwrap_or(if a.steps.is_some() { usize::MAX } else { epochs }),
+            max_steps: a.steps,
+            batch_size: a.batch_size,
+            lr: a.lr,
+            lr_update: a.lr_update.unwrap_or(lr_update),
+            grad_clip: a.grad_clip,
+            margin: a.margin,
+            dropout: a.dropout,
+            shuffle: !a.no_shuffle,
+            seed: a.seed,
+            log_step: a.log_step,
+            val_step: a.val_step,
+            checkpoint_step: a.checkpoint_step,
+        };
+        Trainer::new(&a.out, params, options, backend)?
     };
+    let o = trainer.state.options.clone();
+    let batches = data.captions.len().div_ceil(o.batch_size.max(1));
+    let total = match o.max_steps {
+        Some(s) => s,
+        None => (o.epochs * batches) as u64,
+    };
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] step {pos}/{len} {msg} ({elapsed_precise}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_position(trainer.state.step);
+    trainer.run(&data, &mut |p| {
+        pb.set_prefix(format!("{}", p.epoch));
+        pb.set_position(p.step);
+        let dev = p.dev.map(|m| format!(" dev rsum {:.1}", m.rsum)).unwrap_or_default();
+        pb.set_message(format!("loss {:.4} {:.0} pairs/s{dev}", p.loss, p.pairs_per_s));
+    })?;
+    pb.finish();
+    eprintln!(
+        "done: {} steps; checkpoints in {} (best dev rsum {})",
+        trainer.state.step,
+        a.out.display(),
+        trainer.state.best_rsum.map(|r| format!("{r:.1}")).unwrap_or_else(|| "n/a: no dev split".into())
+    );
+    Ok(())
+}
+
+fn bench_train(a: BenchTrainArgs) -> Result<()> {
+    let module = parse_module(&a.module, 3)?;
+    if a.backend != BackendChoice::Cpu {
+        bail!("training steps run on the CPU backend only so far (GPU backward kernels are in progress): use --backend cpu");
+    }
+    let cfg = Config::default_sizes(module);
+    let mut p = Params::init(cfg, 1);
+    let b = a.batch_size.max(2);
+    let (images, captions) = generated_inputs(&cfg, b, b, 14, 3);
+    let mut adam = sgraf::train::Adam::new(&p);
+    let opts = sgraf::train::StepOptions::default();
+    println!("CPU backend ({} threads)", rayon::current_num_threads());
+    let mut times = Vec::new();
+    for s in 0..a.steps.max(1) {
+        let t = Instant::now();
+        let rep = sgraf::train::train_step(&mut p, &mut adam, &images, &captions, &opts, &mut Rng(s as u64))?;
+        times.push(t.elapsed().as_secs_f64());
+        println!("  step {s}: loss {:.4}, grad norm {:.3}, {:.2} s", rep.loss, rep.grad_norm, times[s]);
+    }
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    println!("bench train {} B={b}: {:.3} steps/s, {:.0} pairs/s (B² pairs per step)", cfg.module.name(), 1.0 / mean, (b * b) as f64 / mean);
+    Ok(())
+}
+
+fn bench_eval(a: BenchEvalArgs) -> Result<()> {
+    let module = parse_module(&a.module, 3)?;
     if a.tokens < 2 || a.images == 0 || a.captions == 0 {
         bail!("need at least 1 image, 1 caption and 2 tokens per caption");
     }

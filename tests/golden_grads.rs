@@ -309,41 +309,6 @@ fn dropout_steps_are_seeded() {
     assert_eq!(pa.v_sa.local_bn.num_batches_tracked, p0.v_sa.local_bn.num_batches_tracked + 1);
 }
 
-/// One training step at the official default sizes (E 1024, S 256, D 2048,
-/// D_w 300, vocab 8481), batch `SGRAF_BATCH` (default 128), captions of 8–20
-/// tokens. Slow on few cores: `cargo test --release --test golden_grads
-/// default_size -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn default_size_training_step() {
-    use sgraf::model::params::{Config, Module, N_REGIONS};
-    let b: usize = std::env::var("SGRAF_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
-    for module in [Module::Sgr { steps: 3 }, Module::Saf] {
-        let cfg = Config::default_sizes(module);
-        let mut p = Params::init(cfg, 1);
-        let mut l = Lcg(3);
-        let images: Vec<f32> = l.vec(b * N_REGIONS * cfg.img_dim).into_iter().map(|v| v.abs() * 2.0).collect();
-        let captions: Vec<Vec<u32>> = (0..b)
-            .map(|k| {
-                let len = 8 + (k * 7) % 13;
-                (0..len).map(|j| if j == 0 { 1 } else { 4 + ((k * 31 + j * 17) % (cfg.vocab - 4)) as u32 }).collect()
-            })
-            .collect();
-        let mut adam = Adam::new(&p);
-        let t = std::time::Instant::now();
-        let rep = sgraf::train::train_step(&mut p, &mut adam, &images, &captions, &StepOptions::default(), &mut Rng(1))
-            .expect("train_step");
-        println!(
-            "{} B={b}: loss {:.4}, gradient norm {:.4}, {:.1} s",
-            module.name(),
-            rep.loss,
-            rep.grad_norm,
-            t.elapsed().as_secs_f64()
-        );
-        assert!(rep.loss.is_finite() && rep.grad_norm.is_finite());
-    }
-}
-
 /// The trainable-tensor lists (used by clipping and Adam) follow the state
 /// dict: same keys, in order, with the sizes of the checkpoint tensors.
 #[test]

@@ -259,9 +259,14 @@ fn l2norm_backward_matches_cpu() {
 
 #[test]
 fn head_backward_matches_cpu() {
+    // 45 pairs; 1000 pairs (the weight gradient splits the pairs over workgroups).
+    check_head_backward(45, 20, 31);
+    check_head_backward(1000, 20, 32);
+}
+
+fn check_head_backward(p: usize, s: usize, seed: u64) {
     let ctx = gpu();
-    let (p, s) = (45, 20);
-    let mut rng = Lcg::new(31);
+    let mut rng = Lcg::new(seed);
     let sv = rng.vec(p * s, 1.0);
     let lin = Linear { w: rng.vec(s, 0.5), b: rng.vec(1, 0.5), n_out: 1, n_in: s };
     let dscore = rng.vec(p, 1.0);
@@ -279,9 +284,10 @@ fn head_backward_matches_cpu() {
     let (_, gscore) = sgraf::gpu::head::forward(ctx, &mut enc, &gs, &glin, p).unwrap();
     sgraf::gpu::head::backward(ctx, &mut enc, &gdscore, &gs, &gscore, &glin, &gdlin, Some(&gds), p).unwrap();
     ctx.submit(enc);
-    assert_close("head ds", &read(&gds), &ds, TOL);
-    assert_close("head dw", &read(&gdlin.w), &dlin.w, TOL);
-    assert_close("head db", &read(&gdlin.b), &dlin.b, TOL);
+    let tol_sum = TOL * (p as f32 / 256.0).max(1.0); // sums over p pairs, see linear
+    assert_close(&format!("head ds (p={p})"), &read(&gds), &ds, TOL);
+    assert_close(&format!("head dw (p={p})"), &read(&gdlin.w), &dlin.w, tol_sum);
+    assert_close(&format!("head db (p={p})"), &read(&gdlin.b), &dlin.b, tol_sum);
 }
 
 // ---------------------------------------------------------------------------
@@ -384,10 +390,14 @@ fn read_all(ts: &[GpuTensor]) -> Vec<Vec<f32>> {
 fn clip_matches_cpu() {
     use sgraf::train::grads::trainable;
     let ctx = gpu();
-    let p = small_params(Module::Sgr { steps: 3 }, 1);
+    // Tensors of up to 100 000 values (the embedding table), so the norm takes
+    // several partial sums per tensor.
+    let cfg =
+        Config { img_dim: 300, word_dim: 50, embed: 64, sim_dim: 16, vocab: 2000, module: Module::Sgr { steps: 3 } };
+    let p = Params::init(cfg, 1);
     let mut rng = Lcg::new(51);
     // (max_norm, whether it clips): a large gradient is clipped, a small one is not.
-    for (scale, max_norm, clips) in [(1.0f32, 2.0f32, true), (1e-3, 2.0, false)] {
+    for (scale, max_norm, clips) in [(1.0f32, 2.0f32, true), (1e-5, 2.0, false)] {
         let g0 = random_grads(&p, &mut rng, scale);
         let mut g = g0.clone();
         let norm = sgraf::train::clip_grad_norm(&mut g, max_norm);
@@ -408,7 +418,7 @@ fn clip_matches_cpu() {
 
 #[test]
 fn clip_and_adam_steps_match_cpu() {
-    use sgraf::train::grads::{trainable, trainable_mut};
+    use sgraf::train::grads::trainable;
     let ctx = gpu();
     for (module, seed) in [(Module::Sgr { steps: 3 }, 2), (Module::Saf, 3)] {
         let mut p = small_params(module, seed);
@@ -438,6 +448,5 @@ fn clip_and_adam_steps_match_cpu() {
             assert_close(&format!("Adam m ({tag})"), &read_all(&gadam.m).concat(), &trainable(&adam.m).concat(), 1e-5);
             assert_close(&format!("Adam v ({tag})"), &read_all(&gadam.v).concat(), &trainable(&adam.v).concat(), 1e-5);
         }
-        let _ = trainable_mut(&mut p);
     }
 }

@@ -72,6 +72,9 @@ pub fn backward(
     expect_numel("head backward dscore", dscore, p)?;
     expect_numel("head backward scores", scores, p)?;
     expect_numel("head backward input", s, p * lin.n_in)?;
+    if let Some(ds) = ds {
+        expect_numel("head backward ds", ds, p * lin.n_in)?;
+    }
     let dlogit = scratch(ctx, &[p, 1])?;
     let params = Params { rows: u32c("pairs", p)?, s: u32c("S", lin.n_in)?, _pad0: 0, _pad1: 0 };
     let k = ctx.kernel(&SHADER, "head_backward", &[Access::Read, Access::Read, Access::ReadWrite]);
@@ -85,14 +88,12 @@ pub fn backward(
     // The Linear S → 1 on p rows of S (any shape of `s` holding p·S values).
     let sd = lin.n_in;
     if let Some(ds) = ds {
-        expect_numel("head backward ds", ds, p * sd)?;
         // ds [p, S] += dlogit [p, 1] · w [1, S]
         let g = Gemm { trans_w: false, ldw: sd, accumulate: true, ..Gemm::linear(p, 1, sd) };
         linear::gemm(ctx, encoder, &dlogit, &lin.w, None, ds, None, &g)?;
     }
-    // dw [1, S] += dlogit [p, 1]ᵀ · s [p, S]
-    let g = Gemm { trans_w: false, ldx: 1, ldw: sd, ldy: sd, accumulate: true, ..Gemm::linear(1, p, sd) };
-    linear::gemm_tn(ctx, encoder, &dlogit, s, &dlin.w, &g)?;
+    // dw [1, S] += dlogit [p, 1]ᵀ · s [p, S] (rows split over workgroups)
+    linear::weight_grad(ctx, encoder, &dlogit, s, &dlin.w, p, sd, 1)?;
     // db [1] += Σ_p dlogit
     linear::column_sum(ctx, encoder, &dlogit, &dlin.b, p, 1, 1, 0, 0, true)?;
     Ok(dlogit)

@@ -15,6 +15,8 @@
 pub mod adam;
 pub mod clip;
 pub mod grads;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod run;
 
 pub use adam::Adam;
 pub use clip::clip_grad_norm;

@@ -1,0 +1,142 @@
+//! `sgraf train` end to end: one official training step through the binary
+//! (golden `step.*`), and `--resume` after a kill equal to an uninterrupted run.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn sgraf() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sgraf"));
+    c.env("XDG_RUNTIME_DIR", "/tmp");
+    c
+}
+
+/// The golden command-line data with `test_*` renamed to `train_*`.
+fn train_dir(module: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    let src = golden_dir().join("small_float32_cli").join(module).join("data");
+    for (from, to) in [("test_ims.npy", "train_ims.npy"), ("test_caps.txt", "train_caps.txt"), ("vocab.json", "vocab.json")] {
+        std::fs::copy(src.join(from), d.path().join(to)).expect("copy");
+    }
+    d
+}
+
+fn run_ok(args: &[&str]) {
+    let out = sgraf().args(args).output().expect("run sgraf");
+    assert!(out.status.success(), "sgraf {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn golden_step(module: &str) {
+    let data = train_dir(module);
+    let out = tempfile::tempdir().unwrap();
+    let ck = golden_dir().join("small_float32_cli").join(module).join("checkpoint.safetensors");
+    run_ok(&[
+        "train",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--init",
+        ck.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--batch-size",
+        "6",
+        "--no-shuffle",
+        "--dropout",
+        "0",
+        "--backend",
+        "cpu",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    let got = sgraf::model::params::read_safetensors(&std::fs::read(out.path().join("last.safetensors")).unwrap(), "last").unwrap();
+    let want = load_tensors(&format!("small_float32_cli/{module}/expected.safetensors"));
+    let mut compared = 0;
+    for (k, v) in &got {
+        let wk = format!("step.{k}");
+        match v {
+            sgraf::model::params::RawTensor::F32 { data, .. } => {
+                let w = f32s(&want, &wk);
+                let grad = want.get(&format!("grad.{k}"));
+                for (i, (&g, &x)) in data.iter().zip(w).enumerate() {
+                    let gi = match grad {
+                        Some(sgraf::model::params::RawTensor::F32 { data, .. }) => data[i].abs(),
+                        _ => f32::INFINITY, // BatchNorm buffers: always compared
+                    };
+                    let tol = if gi > 1e-6 { 2e-6 } else { 2e-4 + 2e-6 }; // first Adam step moves by ≤ lr
+                    assert!((g - x).abs() <= tol, "{module} {wk}[{i}]: got {g}, expected {x} (|grad| {gi:e})");
+                    compared += 1;
+                }
+            }
+            sgraf::model::params::RawTensor::I64 { data, .. } => {
+                assert_eq!(data[0], i64s(&want, &wk)[0], "{module} {wk}");
+            }
+        }
+    }
+    assert!(compared > 10_000, "{module}: compared only {compared} values");
+}
+
+#[test]
+fn train_one_step_matches_golden_sgr() {
+    golden_step("SGR");
+}
+
+#[test]
+fn train_one_step_matches_golden_saf() {
+    golden_step("SAF");
+}
+
+fn last_state_step(out: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(out.join("last.state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["step"].as_u64()
+}
+
+/// Kill a run after it has checkpointed, resume it, and compare with a run
+/// that was never interrupted: the parameters must be identical.
+#[test]
+fn resume_after_kill_equals_uninterrupted_run() {
+    let data = train_dir("SAF");
+    let ck = golden_dir().join("small_float32_cli/SAF/checkpoint.safetensors");
+    let base = |out: &Path, steps: &str| -> Vec<String> {
+        [
+            "train", "--data", data.path().to_str().unwrap(), "--init", ck.to_str().unwrap(), "--steps", steps,
+            "--batch-size", "2", "--dropout", "0.4", "--seed", "7", "--checkpoint-step", "1", "--log-step", "1",
+            "--backend", "cpu", "--out", out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let full = tempfile::tempdir().unwrap();
+    run_ok(&base(full.path(), "40").iter().map(|s| s.as_str()).collect::<Vec<_>>());
+
+    let cut = tempfile::tempdir().unwrap();
+    let mut child = sgraf().args(base(cut.path(), "40")).spawn().expect("spawn");
+    let t0 = std::time::Instant::now();
+    loop {
+        if last_state_step(cut.path()).is_some_and(|s| s >= 3) {
+            break;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("training ended ({st}) before it could be killed; make the run longer");
+        }
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let killed_at = last_state_step(cut.path()).unwrap();
+    let mut args = base(cut.path(), "40");
+    args.push("--resume".into());
+    run_ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let a = std::fs::read(full.path().join("last.safetensors")).unwrap();
+    let b = std::fs::read(cut.path().join("last.safetensors")).unwrap();
+    let ta = sgraf::model::params::read_safetensors(&a, "full").unwrap();
+    let tb = sgraf::model::params::read_safetensors(&b, "resumed").unwrap();
+    assert_eq!(ta.len(), tb.len());
+    for (k, v) in &ta {
+        assert!(tb.get(k) == Some(v), "{k} differs between the uninterrupted run and the run killed at step {killed_at} and resumed");
+    }
+    assert!(killed_at < 40, "the run was not interrupted");
+}
