@@ -379,7 +379,8 @@ fn train(a: TrainArgs) -> Result<()> {
     let backend = train_backend(a.backend)?;
     let vocab_path = a.vocab.clone().unwrap_or_else(|| a.data.join("vocab.json"));
     let vocab = Vocab::load(&vocab_path).context("loading the vocabulary (use --vocab to point at it)")?;
-    let data = TrainData::load(&a.data, &vocab).with_context(|| format!("loading training data from {}", a.data.display()))?;
+    let data =
+        TrainData::load(&a.data, &vocab).with_context(|| format!("loading training data from {}", a.data.display()))?;
     let mut trainer = if a.resume {
         let mut t = Trainer::resume(&a.out, backend).with_context(|| format!("resuming from {}", a.out.display()))?;
         // a resumed run may be given a new end
@@ -485,7 +486,12 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         println!("  step {s}: loss {:.4}, grad norm {:.3}, {:.2} s", rep.loss, rep.grad_norm, times[s]);
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
-    println!("bench train {} B={b}: {:.3} steps/s, {:.0} pairs/s (B² pairs per step)", cfg.module.name(), 1.0 / mean, (b * b) as f64 / mean);
+    println!(
+        "bench train {} B={b}: {:.3} steps/s, {:.0} pairs/s (B² pairs per step)",
+        cfg.module.name(),
+        1.0 / mean,
+        (b * b) as f64 / mean
+    );
     Ok(())
 }
 

@@ -15,7 +15,14 @@ enum On {
 
 /// The forward of one backend: image embeddings, caption embeddings, and a
 /// traced scoring of all 6 × 6 pairs.
-fn forward(on: On, p: &Params, images: &[f32], n: usize, captions: &[Vec<u32>], mode: Mode) -> (ImageEmb, CaptionEmb, Vec<f32>, Trace) {
+fn forward(
+    on: On,
+    p: &Params,
+    images: &[f32],
+    n: usize,
+    captions: &[Vec<u32>],
+    mode: Mode,
+) -> (ImageEmb, CaptionEmb, Vec<f32>, Trace) {
     match on {
         On::Cpu => {
             let (img, _) = sgraf::cpu::model::encode_images(p, images, n, mode);
@@ -24,8 +31,9 @@ fn forward(on: On, p: &Params, images: &[f32], n: usize, captions: &[Vec<u32>], 
             (img, cap, sims, tr.expect("trace"))
         }
         On::Gpu => {
-            let ctx = sgraf::gpu::GpuContext::new_blocking(false)
-                .unwrap_or_else(|e| panic!("GPU parity test needs a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers): {e}"));
+            let ctx = sgraf::gpu::GpuContext::new_blocking(false).unwrap_or_else(|e| {
+                panic!("GPU parity test needs a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers): {e}")
+            });
             let g = sgraf::gpu::model::GpuModel::new(std::sync::Arc::new(ctx), p).expect("upload model");
             let img = g.encode_images(images, n, mode).expect("GPU encode_images");
             let cap = g.encode_captions(captions).expect("GPU encode_captions");

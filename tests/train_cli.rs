@@ -16,7 +16,9 @@ fn sgraf() -> Command {
 fn train_dir(module: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
     let src = golden_dir().join("small_float32_cli").join(module).join("data");
-    for (from, to) in [("test_ims.npy", "train_ims.npy"), ("test_caps.txt", "train_caps.txt"), ("vocab.json", "vocab.json")] {
+    for (from, to) in
+        [("test_ims.npy", "train_ims.npy"), ("test_caps.txt", "train_caps.txt"), ("vocab.json", "vocab.json")]
+    {
         std::fs::copy(src.join(from), d.path().join(to)).expect("copy");
     }
     d
@@ -49,7 +51,9 @@ fn golden_step(module: &str) {
         "--out",
         out.path().to_str().unwrap(),
     ]);
-    let got = sgraf::model::params::read_safetensors(&std::fs::read(out.path().join("last.safetensors")).unwrap(), "last").unwrap();
+    let got =
+        sgraf::model::params::read_safetensors(&std::fs::read(out.path().join("last.safetensors")).unwrap(), "last")
+            .unwrap();
     let want = load_tensors(&format!("small_float32_cli/{module}/expected.safetensors"));
     let mut compared = 0;
     for (k, v) in &got {
@@ -100,9 +104,27 @@ fn resume_after_kill_equals_uninterrupted_run() {
     let ck = golden_dir().join("small_float32_cli/SAF/checkpoint.safetensors");
     let base = |out: &Path, steps: &str| -> Vec<String> {
         [
-            "train", "--data", data.path().to_str().unwrap(), "--init", ck.to_str().unwrap(), "--steps", steps,
-            "--batch-size", "2", "--dropout", "0.4", "--seed", "7", "--checkpoint-step", "1", "--log-step", "1",
-            "--backend", "cpu", "--out", out.to_str().unwrap(),
+            "train",
+            "--data",
+            data.path().to_str().unwrap(),
+            "--init",
+            ck.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch-size",
+            "2",
+            "--dropout",
+            "0.4",
+            "--seed",
+            "7",
+            "--checkpoint-step",
+            "1",
+            "--log-step",
+            "1",
+            "--backend",
+            "cpu",
+            "--out",
+            out.to_str().unwrap(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -136,7 +158,10 @@ fn resume_after_kill_equals_uninterrupted_run() {
     let tb = sgraf::model::params::read_safetensors(&b, "resumed").unwrap();
     assert_eq!(ta.len(), tb.len());
     for (k, v) in &ta {
-        assert!(tb.get(k) == Some(v), "{k} differs between the uninterrupted run and the run killed at step {killed_at} and resumed");
+        assert!(
+            tb.get(k) == Some(v),
+            "{k} differs between the uninterrupted run and the run killed at step {killed_at} and resumed"
+        );
     }
     assert!(killed_at < 40, "the run was not interrupted");
 }

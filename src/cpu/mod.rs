@@ -35,7 +35,16 @@ pub fn matmul_nn(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usi
 /// Row-major `a [m, k]` and `c [m, n]`; `b` as [k, n] with the given
 /// (column, row) strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul(a: &[f32], b: &[f32], (b_cs, b_rs): (isize, isize), c: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+fn matmul(
+    a: &[f32],
+    b: &[f32],
+    (b_cs, b_rs): (isize, isize),
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) {
     assert!(a.len() >= m * k && c.len() >= m * n, "matmul: buffer too small");
     if m == 0 || n == 0 {
         return;

@@ -52,7 +52,7 @@ pub fn global_forward(
     keep_linear: bool,
 ) -> Vec<f32> {
     let (e, s, nc, nn) = (lin.n_in, lin.n_out, lay.n_cap(), lay.n_nodes());
-    let mut d = vec![0.0; n_img * nc * e]; // [n_img, n_cap, E]
+    let mut d = super::Scratch::new(n_img * nc * e); // [n_img, n_cap, E], every value written below
     for i in 0..n_img {
         for c in 0..nc {
             let dst = &mut d[(i * nc + c) * e..(i * nc + c + 1) * e];

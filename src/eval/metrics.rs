@@ -8,12 +8,14 @@
 //! * `t2i` (image retrieval): for caption `k`, the position of image
 //!   `k / im_div` in its column sorted by decreasing score.
 //!
-//! **Ties.** The official code sorts with NumPy's default (non-stable)
-//! `argsort`, reversed, so the order among equal scores is
-//! implementation-defined. Here a rank (0-based) is defined as *the number of
-//! candidates with a strictly greater score*, i.e. ties are resolved in
-//! favour of the ground truth. For real-valued model scores ties do not
-//! occur, and both definitions agree.
+//! **Ties.** The official code ranks with `numpy.argsort(scores)[::-1]`: an
+//! ascending sort, reversed, so among equal scores the candidate with the
+//! larger index comes first. NumPy's default sort is stable on short arrays
+//! (insertion sort) and implementation-defined on long ones; here it is
+//! always the stable order: the 0-based position of candidate `j` is
+//! `#{k : s_k > s_j} + #{k > j : s_k = s_j}`. Ties are not resolved in favour
+//! of the ground truth, so a collapsed model (all scores equal) scores near
+//! chance, not 100%. For real-valued model scores ties do not occur.
 //!
 //! Then `R@K = 100 · #(rank < K) / #queries` (K = 1, 5, 10),
 //! `medr = floor(median(rank)) + 1` (NumPy median: mean of the two middle
@@ -147,23 +149,31 @@ fn i2t_ranks(b: Block, im_div: usize) -> Vec<usize> {
     (0..b.rows)
         .map(|i| {
             let row = b.row(i);
-            // Best ground truth: the highest-scored of the image's captions.
-            let best = row[im_div * i..im_div * (i + 1)].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            row.iter().filter(|&&s| s > best).count()
+            // Best position among the image's captions.
+            (im_div * i..im_div * (i + 1)).map(|j| position(row, j)).min().unwrap_or(0)
         })
         .collect()
 }
 
+/// 0-based position of candidate `j` in `argsort(scores)[::-1]` with a stable
+/// ascending sort: higher scores first, equal scores by decreasing index.
+fn position(scores: &[f32], j: usize) -> usize {
+    let t = scores[j];
+    scores.iter().enumerate().filter(|&(k, &s)| s > t || (s == t && k > j)).count()
+}
+
 /// Text → image ranks of a block (one per caption).
 fn t2i_ranks(b: Block, im_div: usize) -> Vec<usize> {
-    let truth: Vec<f32> = (0..b.cols).map(|k| b.row(k / im_div)[k]).collect(); // [cols]
     let mut ranks = vec![0usize; b.cols];
-    for i in 0..b.rows {
-        for ((rank, &s), &t) in ranks.iter_mut().zip(b.row(i)).zip(&truth) {
-            if s > t {
-                *rank += 1;
-            }
-        }
+    for (k, rank) in ranks.iter_mut().enumerate() {
+        let truth = k / im_div;
+        let t = b.row(truth)[k];
+        *rank = (0..b.rows)
+            .filter(|&i| {
+                let s = b.row(i)[k];
+                s > t || (s == t && i > truth)
+            })
+            .count();
     }
     ranks
 }
@@ -334,16 +344,21 @@ mod tests {
     }
 
     #[test]
-    fn ties_favour_the_ground_truth() {
-        // All scores equal: every rank is 0 by the "strictly greater" rule.
+    fn ties_follow_the_reversed_stable_argsort() {
+        // All scores equal (a collapsed model): numpy's argsort(..)[::-1] lists
+        // the candidates by decreasing index, so with 3 images × 15 captions the
+        // i2t rank of image i is 14 − (5i + 4) (its last caption comes first):
+        // ranks [10, 5, 0]; t2i rank of caption k is 2 − k/5: [2]*5 + [1]*5 + [0]*5.
         let s = vec![0.5f32; 3 * 15];
         let m = evaluate(&s, 3, 15, 5).unwrap();
-        assert_recall(m.i2t, [100.0, 100.0, 100.0, 1.0, 1.0], "i2t all ties");
-        assert_recall(m.t2i, [100.0, 100.0, 100.0, 1.0, 1.0], "t2i all ties");
-        // One strictly larger competitor and one tie: rank 1.
+        assert_eq!(i2t_ranks(whole(&s, 3, 15), 5), vec![10, 5, 0], "i2t ranks, all ties");
+        assert_recall(m.i2t, [100.0 / 3.0, 100.0 / 3.0, 200.0 / 3.0, 6.0, 6.0], "i2t all ties");
+        assert_recall(m.t2i, [100.0 / 3.0, 100.0, 100.0, 2.0, 2.0], "t2i all ties");
+        // One strictly larger competitor and one tie with a smaller index.
+        //   image 0 row: [1.0, 1.0, 2.0] -> argsort asc [0, 1, 2] reversed [2, 1, 0]: caption 0 at position 2
         let s = [1.0f32, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         let r = i2t(&s, 3, 3, 1).unwrap();
-        assert_eq!(i2t_ranks(whole(&s, 3, 3), 1), vec![1, 0, 0], "ranks with a tie, got r = {r:?}");
+        assert_eq!(i2t_ranks(whole(&s, 3, 3), 1), vec![2, 1, 0], "ranks with ties, got r = {r:?}");
     }
 
     #[test]

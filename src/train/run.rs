@@ -67,9 +67,9 @@ impl Default for TrainOptions {
 /// Where a run stands; saved beside `last.safetensors`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainState {
-    pub epoch: usize,         // current epoch (0-based)
+    pub epoch: usize,          // current epoch (0-based)
     pub batch_in_epoch: usize, // batches of this epoch already taken
-    pub step: u64,            // global steps taken
+    pub step: u64,             // global steps taken
     pub best_rsum: Option<f64>,
     pub options: TrainOptions,
 }
@@ -194,13 +194,12 @@ fn load_optim(path: &Path, p: &Params) -> Result<Adam> {
     let name = path.display().to_string();
     let st = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| SgrafError::Checkpoint { path: name.clone(), msg: e.to_string() })?;
-    let step = st
-        .1
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("step"))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| SgrafError::Checkpoint { path: name.clone(), msg: "no step in the metadata".into() })?;
+    let step =
+        st.1.metadata()
+            .as_ref()
+            .and_then(|m| m.get("step"))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| SgrafError::Checkpoint { path: name.clone(), msg: "no step in the metadata".into() })?;
     let t = read_safetensors(&bytes, &name)?;
     let mut adam = Adam::new(p);
     adam.step = step;
@@ -264,7 +263,8 @@ impl Trainer {
 
     fn log(&self, line: &MetricsLine) -> Result<()> {
         let p = self.out.join("metrics.jsonl");
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| SgrafError::io(&p, e))?;
+        let mut f =
+            std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| SgrafError::io(&p, e))?;
         let s = serde_json::to_string(line).expect("metrics serialise");
         writeln!(f, "{s}").map_err(|e| SgrafError::io(&p, e))
     }
