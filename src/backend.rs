@@ -52,7 +52,13 @@ impl Backend {
                     let d = format!("GPU backend (auto): {}", ctx.describe());
                     Ok((Backend::Gpu(std::sync::Arc::new(ctx)), d))
                 }
-                Err(e) => Ok((Backend::Cpu, format!("{} (auto: no hardware GPU adapter: {e})", cpu_description()))),
+                Err(_) => Ok((
+                    Backend::Cpu,
+                    format!(
+                        "{} (auto: no hardware GPU adapter; --backend gpu also accepts software ones such as lavapipe)",
+                        cpu_description()
+                    ),
+                )),
             },
         }
     }
