@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod plot;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +33,12 @@ enum Cmd {
     Eval(EvalArgs),
     /// Train an SGR or SAF model on the `train` split of a precomp folder.
     Train(Box<TrainArgs>),
+    /// Draw the loss and dev-rsum curves of a training run (<out>/loss.png, rsum.png).
+    Plot {
+        /// The run's output folder (holding metrics.jsonl).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Benchmarks on generated inputs at the official default sizes.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -191,6 +199,11 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Eval(a) => eval(a),
         Cmd::Train(a) => train(*a),
+        Cmd::Plot { out } => plot::plot(&out).map(|files| {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+        }),
         Cmd::Bench(BenchCmd::Eval(a)) => bench_eval(a),
         Cmd::Bench(BenchCmd::Train(a)) => bench_train(a),
         Cmd::Import(a) => import(a),

@@ -165,3 +165,52 @@ fn resume_after_kill_equals_uninterrupted_run() {
     }
     assert!(killed_at < 40, "the run was not interrupted");
 }
+
+/// A run with a dev split validates, logs R@K into metrics.jsonl, keeps
+/// best.safetensors, and `sgraf plot` draws both curves to PNG.
+#[test]
+fn train_with_dev_then_plot() {
+    let data = train_dir("SAF");
+    for (from, to) in [("train_ims.npy", "dev_ims.npy"), ("train_caps.txt", "dev_caps.txt")] {
+        std::fs::copy(data.path().join(from), data.path().join(to)).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap();
+    run_ok(&[
+        "train",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--module",
+        "SAF",
+        "--embed-size",
+        "16",
+        "--sim-dim",
+        "8",
+        "--word-dim",
+        "8",
+        "--steps",
+        "6",
+        "--batch-size",
+        "3",
+        "--val-step",
+        "2",
+        "--log-step",
+        "1",
+        "--backend",
+        "cpu",
+        "--out",
+        o,
+    ]);
+    let metrics = std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.iter().filter(|v| v["loss"].is_number()).count(), 6, "one loss line per step: {metrics}");
+    let devs: Vec<u64> =
+        lines.iter().filter(|v| v["dev"]["rsum"].is_number()).map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(devs, vec![2, 4, 6], "validation every 2 steps, once per step: {metrics}");
+    assert!(out.path().join("best.safetensors").is_file(), "best checkpoint kept");
+    run_ok(&["plot", "--out", o]);
+    for f in ["loss.png", "rsum.png"] {
+        let b = std::fs::read(out.path().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(b.starts_with(b"\x89PNG") && b.len() > 5_000, "{f} is not a drawn PNG ({} bytes)", b.len());
+    }
+}

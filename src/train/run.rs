@@ -365,7 +365,11 @@ impl Trainer {
             }
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
-            self.validate_and_save(data, lr)?;
+            if self.state.step % o.val_step.max(1) == 0 {
+                self.save(false)?; // just validated at this step
+            } else {
+                self.validate_and_save(data, lr)?;
+            }
         }
         Ok(())
     }
