@@ -523,7 +523,7 @@ fn bench_eval(a: BenchEvalArgs) -> Result<()> {
     let cap = model.encode_captions(&captions)?;
     let enc = t0.elapsed().as_secs_f64();
     let mut times = Vec::new();
-    for rep in 0..=a.reps {
+    for rep in 0..=a.reps.max(1) {
         let t = Instant::now();
         let s = score::score_all(&model, &img, &cap, &mut |_, _| {})?;
         std::hint::black_box(&s);
@@ -548,7 +548,7 @@ fn bench_eval(a: BenchEvalArgs) -> Result<()> {
         cfg.img_dim
     );
     println!("  encode (images + captions): {:.3} s", enc);
-    println!("  scoring: best of {} = {:.3} s, median {:.3} s", a.reps, best, times[times.len() / 2]);
+    println!("  scoring: best of {} = {:.3} s, median {:.3} s", times.len(), best, times[times.len() / 2]);
     println!("  pairs/s: {:.0}", pairs / best);
     println!(
         "  GFLOP/s: {:.1} (nominal {:.1} MFLOP per pair, as the official per-pair computation)",
