@@ -6,12 +6,13 @@
 //   batchnorm_forward         in place: y = (x − μ)/sqrt(σ² + 1e-5)·w + b, then act
 //   batchnorm_update_running  (train) running ← 0.9·running + 0.1·batch
 //                             (variance made unbiased with N·L/(N·L − 1))
+//   batchnorm_backward        one workgroup per channel: dx, dweight, dbias (accumulate)
 
 struct Params {
     n: u32,
     c: u32,
     l: u32,
-    act: u32,        // 0 none, 2 tanh
+    act: u32,        // 0 none, 2 tanh (batchnorm_backward: 1 train, 0 eval)
     mean_off: u32,   // μ[ch] = mean[mean_off + ch]
     var_off: u32,    // σ²[ch] = var[var_off + ch]
     _pad0: u32,
@@ -154,4 +155,55 @@ fn batchnorm_update_running(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     run_mean[ch] = 0.9 * run_mean[ch] + 0.1 * batch_stats[ch];
     run_var[ch] = 0.9 * run_var[ch] + 0.1 * batch_stats[p.c + ch] * unbias;
+}
+
+// batchnorm_backward   one workgroup per channel, x the BatchNorm *input*
+// (act none). Σdy and Σdy·x̂ over the N·L values of the channel, then
+//   dweight += Σdy·x̂,  dbias += Σdy,
+//   dx += w/sqrt(σ² + ε) · (dy − mean(dy) − x̂·mean(dy·x̂))   (train, p.act = 1)
+//   dx += w/sqrt(σ² + ε) · dy                               (eval,  p.act = 0)
+@group(0) @binding(1) var<storage, read> bd_dy: array<f32>;            // [N, C, L]
+@group(0) @binding(2) var<storage, read> bd_x: array<f32>;             // [N, C, L]
+@group(0) @binding(3) var<storage, read> bd_mean: array<f32>;          // [.., C] at mean_off
+@group(0) @binding(4) var<storage, read> bd_var: array<f32>;           // [.., C] at var_off
+@group(0) @binding(5) var<storage, read> bd_weight: array<f32>;        // [C]
+@group(0) @binding(6) var<storage, read_write> bd_dweight: array<f32>; // [C], accumulated
+@group(0) @binding(7) var<storage, read_write> bd_dbias: array<f32>;   // [C], accumulated
+@group(0) @binding(8) var<storage, read_write> bd_dx: array<f32>;      // [N, C, L], accumulated
+
+@compute @workgroup_size(256)
+fn batchnorm_backward(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let ch = wid.x;
+    let count = p.n * p.l;
+    let mu = bd_mean[p.mean_off + ch];
+    let inv_std = 1.0 / sqrt(bd_var[p.var_off + ch] + EPS);
+    var s_dy = 0.0;
+    var s_dy_xhat = 0.0;
+    for (var t = li; t < count; t += 256u) {
+        let idx = ((t / p.l) * p.c + ch) * p.l + t % p.l;
+        let g = bd_dy[idx];
+        s_dy += g;
+        s_dy_xhat += g * ((bd_x[idx] - mu) * inv_std);
+    }
+    s_dy = block_sum(li, s_dy);
+    s_dy_xhat = block_sum(li, s_dy_xhat);
+    if (li == 0u) {
+        bd_dweight[ch] += s_dy_xhat;
+        bd_dbias[ch] += s_dy;
+    }
+    let scale = bd_weight[ch] * inv_std;
+    var m_dy = 0.0;
+    var m_dy_xhat = 0.0;
+    if (p.act == 1u) {
+        m_dy = s_dy / f32(count);
+        m_dy_xhat = s_dy_xhat / f32(count);
+    }
+    for (var t = li; t < count; t += 256u) {
+        let idx = ((t / p.l) * p.c + ch) * p.l + t % p.l;
+        let xhat = (bd_x[idx] - mu) * inv_std;
+        bd_dx[idx] += scale * (bd_dy[idx] - m_dy - xhat * m_dy_xhat);
+    }
 }

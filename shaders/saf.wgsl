@@ -8,6 +8,14 @@
 //                        running ones (eval), as an affine map coef = (scale, shift)
 //   saf_forward_running  (train) one thread: running stats updated once per caption, in caption order
 //   saf_forward_pool     one workgroup per (caption, image) = (wid.x, wid.y): BN, σ, l1 weights, pooled l2norm vector
+//
+// Backward (β is recomputed with saf_forward_logits; Linear_a's backward runs in linear.wgsl):
+//   saf_backward_filter  one workgroup per (caption, image): through the l2norm (norm recomputed
+//                        from the weights), the weighted sum (dX += w·du) and the l1 normalisation
+//                        and σ → dBN-out
+//   saf_backward_bn      one workgroup, captions in order: BatchNorm1d(1) backward per caption
+//                        (train: batch statistics over n_img × (L+1); eval: running), dBN-out → dβ
+//                        in place, dweight/dbias accumulated caption by caption
 
 struct Params {
     n_img: u32,
@@ -235,5 +243,141 @@ fn saf_forward_pool(
     let norm = sqrt(block_sum(li, ss)) + 1e-8;
     for (var kk = li; kk < p.s; kk += 256u) {
         s_out[out + kk] = s_out[out + kk] / norm;
+    }
+}
+
+// saf_backward_filter (S ≤ 1024)
+@group(0) @binding(1) var<storage, read> bf_ds: array<f32>;            // [n_img, n_cap, S] gradient of s
+@group(0) @binding(2) var<storage, read> bf_x: array<f32>;             // [n_img, n_nodes, S] nodes
+@group(0) @binding(3) var<storage, read> bf_bn_out: array<f32>;        // [n_img, n_nodes] BN output
+@group(0) @binding(4) var<storage, read> bf_weights: array<f32>;       // [n_img, n_nodes] normalised β
+@group(0) @binding(5) var<storage, read> bf_node_off: array<u32>;      // [n_cap + 1]
+@group(0) @binding(6) var<storage, read_write> bf_dx: array<f32>;      // [n_img, n_nodes, S], accumulated
+@group(0) @binding(7) var<storage, read_write> bf_dbn_out: array<f32>; // [n_img, n_nodes], written
+
+var<workgroup> wg_vec: array<f32, 1024>;   // [S] pooled vector u, then du
+
+@compute @workgroup_size(256)
+fn saf_backward_filter(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    let i = wid.y;
+    if (li == 0u) {
+        wg_nodes = vec2<u32>(bf_node_off[c], bf_node_off[c + 1u] - bf_node_off[c]);
+    }
+    let nodes = workgroupUniformLoad(&wg_nodes);
+    let m = nodes.y;
+    let n0 = i * p.n_nodes + nodes.x;
+    let sd = p.s;
+    let out = (i * p.n_cap + c) * sd;
+    // u = Σ_j w_j X_j and its norm
+    var ss = 0.0;
+    for (var kk = li; kk < sd; kk += 256u) {
+        var o = 0.0;
+        for (var j = 0u; j < m; j++) {
+            o += bf_weights[n0 + j] * bf_x[(n0 + j) * sd + kk];
+        }
+        wg_vec[kk] = o;
+        ss += o * o;
+    }
+    let nu = sqrt(block_sum(li, ss));
+    let d = nu + 1e-8;
+    // l2norm backward: du = ds/d − y·(y·ds)/‖u‖, y = u/d
+    var part = 0.0;
+    for (var kk = li; kk < sd; kk += 256u) {
+        part += (wg_vec[kk] / d) * bf_ds[out + kk];
+    }
+    let dot = block_sum(li, part);
+    var cc = 0.0;
+    if (nu > 0.0) {
+        cc = dot / nu;
+    }
+    for (var kk = li; kk < sd; kk += 256u) {
+        wg_vec[kk] = bf_ds[out + kk] / d - (wg_vec[kk] / d) * cc;
+    }
+    workgroupBarrier();
+    // weighted sum: dX_j += w_j·du
+    for (var e = li; e < m * sd; e += 256u) {
+        let j = e / sd;
+        let kk = e % sd;
+        bf_dx[(n0 + j) * sd + kk] += bf_weights[n0 + j] * wg_vec[kk];
+    }
+    // dw_j = X_j·du; w = σ/(Σσ + 1e-8): dσ_j = dw_j/D − Σ_k dw_k σ_k/D²; dBN = dσ·σ(1 − σ)
+    var psig = 0.0;
+    var pdot = 0.0;
+    for (var j = li; j < m; j += 256u) {
+        var dw = 0.0;
+        for (var kk = 0u; kk < sd; kk++) {
+            dw += bf_x[(n0 + j) * sd + kk] * wg_vec[kk];
+        }
+        let sg = sigmoid_acc(bf_bn_out[n0 + j]);
+        bf_dbn_out[n0 + j] = dw;
+        psig += sg;
+        pdot += dw * sg;
+    }
+    let dd = block_sum(li, psig) + 1e-8;
+    let dt = block_sum(li, pdot);
+    for (var j = li; j < m; j += 256u) {
+        let sg = sigmoid_acc(bf_bn_out[n0 + j]);
+        let dsig = bf_dbn_out[n0 + j] / dd - dt / (dd * dd);
+        bf_dbn_out[n0 + j] = dsig * sg * (1.0 - sg);
+    }
+}
+
+// saf_backward_bn (one workgroup)
+@group(0) @binding(1) var<storage, read_write> bb_dy: array<f32>;      // [n_img, n_nodes]: dBN-out in, dβ out
+@group(0) @binding(2) var<storage, read> bb_beta: array<f32>;          // [n_img, n_nodes] logits (the BN input)
+@group(0) @binding(3) var<storage, read> bb_node_off: array<u32>;      // [n_cap + 1]
+@group(0) @binding(4) var<storage, read> bb_mean: array<f32>;          // train: stats [2, n_cap] (mean at c); eval: running_mean [1]
+@group(0) @binding(5) var<storage, read> bb_var: array<f32>;           // train: stats [2, n_cap] (var at n_cap + c); eval: running_var [1]
+@group(0) @binding(6) var<storage, read> bb_weight: array<f32>;        // [1]
+@group(0) @binding(7) var<storage, read_write> bb_dweight: array<f32>; // [1], accumulated
+@group(0) @binding(8) var<storage, read_write> bb_dbias: array<f32>;   // [1], accumulated
+
+@compute @workgroup_size(256)
+fn saf_backward_bn(@builtin(local_invocation_index) li: u32) {
+    var acc_w = bb_dweight[0];
+    var acc_b = bb_dbias[0];
+    for (var c = 0u; c < p.n_cap; c++) {
+        let start = bb_node_off[c];
+        let m = bb_node_off[c + 1u] - start;
+        var mu = bb_mean[0];
+        var vr = bb_var[0];
+        if (p.train == 1u) {
+            mu = bb_mean[c];
+            vr = bb_var[p.n_cap + c];
+        }
+        let inv_std = 1.0 / sqrt(vr + EPS);
+        let count = p.n_img * m;
+        var s_dy = 0.0;
+        var s_dy_xhat = 0.0;
+        for (var t = li; t < count; t += 256u) {
+            let idx = (t / m) * p.n_nodes + start + t % m;
+            let g = bb_dy[idx];
+            s_dy += g;
+            s_dy_xhat += g * ((bb_beta[idx] - mu) * inv_std);
+        }
+        s_dy = block_sum(li, s_dy);
+        s_dy_xhat = block_sum(li, s_dy_xhat);
+        acc_w += s_dy_xhat;
+        acc_b += s_dy;
+        let scale = bb_weight[0] * inv_std;
+        var m_dy = 0.0;
+        var m_dy_xhat = 0.0;
+        if (p.train == 1u) {
+            m_dy = s_dy / f32(count);
+            m_dy_xhat = s_dy_xhat / f32(count);
+        }
+        for (var t = li; t < count; t += 256u) {
+            let idx = (t / m) * p.n_nodes + start + t % m;
+            let xhat = (bb_beta[idx] - mu) * inv_std;
+            bb_dy[idx] = scale * (bb_dy[idx] - m_dy - xhat * m_dy_xhat);
+        }
+    }
+    if (li == 0u) {
+        bb_dweight[0] = acc_w;
+        bb_dbias[0] = acc_b;
     }
 }

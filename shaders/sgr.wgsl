@@ -11,6 +11,14 @@
 //                       16×16 tiles.
 //   sgr_forward_gather  s[i, c] = X[i, node_off[c]]; one thread per element.
 //   sgr_forward_attend_global  scores-only last step for node 0 (below).
+//
+// Backward of one step (the Linears' backward runs in linear.wgsl):
+//   sgr_backward_relu    dpre = dout where out > 0, else 0; one thread per element.
+//   sgr_backward_attend  one workgroup per (caption, image): dA = dY·Xᵀ, the row
+//                        softmax backward dL = A ∘ (dA − rowsum(A ∘ dA)) into
+//                        `dlogit`, and dX += Aᵀ·dY.
+//   sgr_backward_qk      one workgroup per (caption, image): dQ = dL·K, dK = dLᵀ·Q
+//                        (written, every node row belongs to exactly one graph).
 
 struct Params {
     n_img: u32,
@@ -271,5 +279,119 @@ fn sgr_forward_attend_global(
             o += logits[n0 + j] * xn[(n0 + j) * p.s + kk];
         }
         y0[prow + kk] = o;
+    }
+}
+
+// sgr_backward_relu
+@group(0) @binding(1) var<storage, read> br_dout: array<f32>;          // [n_img, n_nodes, S]
+@group(0) @binding(2) var<storage, read> br_out: array<f32>;           // [n_img, n_nodes, S] ReLU output
+@group(0) @binding(3) var<storage, read_write> br_dpre: array<f32>;    // [n_img, n_nodes, S]
+
+@compute @workgroup_size(256)
+fn sgr_backward_relu(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.n_nodes * p.s) {
+        return;
+    }
+    var g = 0.0;
+    if (br_out[idx] > 0.0) {
+        g = br_dout[idx];
+    }
+    br_dpre[idx] = g;
+}
+
+// sgr_backward_attend
+@group(0) @binding(1) var<storage, read> ba_dy: array<f32>;            // [n_img, n_nodes, S] gradient of A·X
+@group(0) @binding(2) var<storage, read> ba_x: array<f32>;             // [n_img, n_nodes, S] step input
+@group(0) @binding(3) var<storage, read> ba_attn: array<f32>;          // [n_img, sq_total] A
+@group(0) @binding(4) var<storage, read> ba_node_off: array<u32>;      // [n_cap + 1]
+@group(0) @binding(5) var<storage, read> ba_sq_off: array<u32>;        // [n_cap + 1]
+@group(0) @binding(6) var<storage, read_write> ba_dlogit: array<f32>;  // [n_img, sq_total] dL
+@group(0) @binding(7) var<storage, read_write> ba_dx: array<f32>;      // [n_img, n_nodes, S], accumulated
+
+@compute @workgroup_size(256)
+fn sgr_backward_attend(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    let i = wid.y;
+    if (li == 0u) {
+        wg_info = vec3<u32>(ba_node_off[c], ba_node_off[c + 1u] - ba_node_off[c], ba_sq_off[c]);
+    }
+    let info = workgroupUniformLoad(&wg_info);
+    let m = info.y;
+    let n0 = i * p.n_nodes + info.x;
+    let abase = i * p.sq_total + info.z;
+    let sd = p.s;
+    // dA[r, j] = Σ_s dY[r, s]·X[j, s]
+    for (var e = li; e < m * m; e += 256u) {
+        let r = e / m;
+        let j = e % m;
+        var acc = 0.0;
+        for (var t = 0u; t < sd; t++) {
+            acc += ba_dy[(n0 + r) * sd + t] * ba_x[(n0 + j) * sd + t];
+        }
+        ba_dlogit[abase + e] = acc;
+    }
+    storageBarrier();
+    // row softmax backward, in place
+    for (var r = li; r < m; r += 256u) {
+        var dot = 0.0;
+        for (var j = 0u; j < m; j++) {
+            dot += ba_attn[abase + r * m + j] * ba_dlogit[abase + r * m + j];
+        }
+        for (var j = 0u; j < m; j++) {
+            let e = abase + r * m + j;
+            ba_dlogit[e] = ba_attn[e] * (ba_dlogit[e] - dot);
+        }
+    }
+    // dX[j, s] += Σ_r A[r, j]·dY[r, s]
+    for (var e = li; e < m * sd; e += 256u) {
+        let j = e / sd;
+        let t = e % sd;
+        var acc = 0.0;
+        for (var r = 0u; r < m; r++) {
+            acc += ba_attn[abase + r * m + j] * ba_dy[(n0 + r) * sd + t];
+        }
+        ba_dx[(n0 + j) * sd + t] += acc;
+    }
+}
+
+// sgr_backward_qk
+@group(0) @binding(1) var<storage, read> bq_dlogit: array<f32>;        // [n_img, sq_total] dL
+@group(0) @binding(2) var<storage, read> bq_q: array<f32>;             // [n_img, n_nodes, S]
+@group(0) @binding(3) var<storage, read> bq_k: array<f32>;             // [n_img, n_nodes, S]
+@group(0) @binding(4) var<storage, read> bq_node_off: array<u32>;      // [n_cap + 1]
+@group(0) @binding(5) var<storage, read> bq_sq_off: array<u32>;        // [n_cap + 1]
+@group(0) @binding(6) var<storage, read_write> bq_dq: array<f32>;      // [n_img, n_nodes, S]
+@group(0) @binding(7) var<storage, read_write> bq_dk: array<f32>;      // [n_img, n_nodes, S]
+
+@compute @workgroup_size(256)
+fn sgr_backward_qk(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c = wid.x;
+    let i = wid.y;
+    let n0 = i * p.n_nodes + bq_node_off[c];
+    let m = bq_node_off[c + 1u] - bq_node_off[c];
+    let abase = i * p.sq_total + bq_sq_off[c];
+    let sd = p.s;
+    for (var e = li; e < m * sd; e += 256u) {
+        let r = e / sd;
+        let t = e % sd;
+        var aq = 0.0;
+        var ak = 0.0;
+        for (var j = 0u; j < m; j++) {
+            aq += bq_dlogit[abase + r * m + j] * bq_k[(n0 + j) * sd + t];
+            ak += bq_dlogit[abase + j * m + r] * bq_q[(n0 + j) * sd + t];
+        }
+        bq_dq[(n0 + r) * sd + t] = aq;
+        bq_dk[(n0 + r) * sd + t] = ak;
     }
 }

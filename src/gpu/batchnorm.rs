@@ -93,6 +93,95 @@ pub fn forward(
     Ok(stats)
 }
 
+/// Backward of [`forward`] (with `act` [`BnAct::None`]) on `x [n, c, l]`, the
+/// BatchNorm *input*, accumulating `dx += …`, `dbn.weight += Σ dy·x̂`,
+/// `dbn.bias += Σ dy` per channel (`cpu::batchnorm::backward`).
+///
+/// Train mode needs `stats [2, C]` (mean, biased variance) returned by the
+/// same forward: `dx = w/sqrt(σ² + ε) · (dy − mean(dy) − x̂ · mean(dy·x̂))`.
+/// Eval mode uses the running statistics: `dx = w/sqrt(σ²_run + ε) · dy`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dy: &GpuTensor,
+    x: &GpuTensor,
+    bn: &GpuBatchNorm,
+    mode: Mode,
+    stats: Option<&GpuTensor>,
+    dbn: &GpuBatchNorm,
+    dx: &GpuTensor,
+    n: usize,
+    c: usize,
+    l: usize,
+) -> Result<()> {
+    expect_numel("batchnorm backward dy", dy, n * c * l)?;
+    expect_numel("batchnorm backward x", x, n * c * l)?;
+    expect_numel("batchnorm backward dx", dx, n * c * l)?;
+    if bn.channels != c || dbn.channels != c {
+        return Err(SgrafError::Input(format!(
+            "batchnorm backward: {} / {} channels in the layer / its gradient, {c} in the input",
+            bn.channels, dbn.channels
+        )));
+    }
+    if n * c * l == 0 {
+        return Ok(());
+    }
+    if c > ctx.max_groups() as usize {
+        return Err(SgrafError::Input(format!(
+            "batchnorm backward: {c} channels exceed {} workgroups",
+            ctx.max_groups()
+        )));
+    }
+    let mut params = Params {
+        n: u32c("batchnorm N", n)?,
+        c: u32c("batchnorm C", c)?,
+        l: u32c("batchnorm L", l)?,
+        act: 0,
+        mean_off: 0,
+        var_off: 0,
+        _pad0: 0,
+        _pad1: 0,
+    };
+    u32c("batchnorm size", n * c * l)?;
+    let (mean, var) = match (mode, stats) {
+        (Mode::Train, Some(s)) => {
+            expect_numel("batchnorm stats", s, 2 * c)?;
+            params.act = 1;
+            params.var_off = params.c;
+            (&s.buffer, &s.buffer)
+        }
+        (Mode::Train, None) => {
+            return Err(SgrafError::Input(
+                "batchnorm backward: train mode needs the batch statistics of the forward".into(),
+            ))
+        }
+        (Mode::Eval, _) => (&bn.running_mean.buffer, &bn.running_var.buffer),
+    };
+    let k = ctx.kernel(
+        &SHADER,
+        "batchnorm_backward",
+        &[
+            Access::Read,
+            Access::Read,
+            Access::Read,
+            Access::Read,
+            Access::Read,
+            Access::ReadWrite,
+            Access::ReadWrite,
+            Access::ReadWrite,
+        ],
+    );
+    ctx.dispatch(
+        encoder,
+        &k,
+        &params,
+        &[&dy.buffer, &x.buffer, mean, var, &bn.weight.buffer, &dbn.weight.buffer, &dbn.bias.buffer, &dx.buffer],
+        [params.c, 1, 1],
+    );
+    Ok(())
+}
+
 /// `running ← 0.9·running + 0.1·batch` (variance made unbiased with
 /// `count/(count−1)`, `count` = values per channel, N·L), on the GPU;
 /// `num_batches_tracked += 1` on the host.

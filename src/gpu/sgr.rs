@@ -106,6 +106,135 @@ pub fn step_forward(
     Ok(SgrStepOut { x: out, attn })
 }
 
+/// What the backward of one SGR step needs (`cpu::sgr::StepCache`).
+#[derive(Debug)]
+pub struct GpuStepCache {
+    pub x: GpuTensor,    // [n_img, n_nodes, S] step input
+    pub q: GpuTensor,    // [n_img, n_nodes, S] queries
+    pub k: GpuTensor,    // [n_img, n_nodes, S] keys
+    pub attn: GpuTensor, // [n_img, sq_total] edge weights A, caption c's block at sq_off[c]
+    pub ax: GpuTensor,   // [n_img, n_nodes, S] A·X
+    pub out: GpuTensor,  // [n_img, n_nodes, S] ReLU output
+}
+
+/// [`step_forward`] keeping activations (same values); `x` is copied.
+pub fn step_forward_train(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    x: &GpuTensor,
+    p: &GpuSgrStep,
+    lay: &GpuLayout,
+    n_img: usize,
+) -> Result<GpuStepCache> {
+    let (s, nn) = (p.graph.n_out, lay.n_nodes());
+    expect_numel("sgr nodes", x, n_img * nn * s)?;
+    let xc = scratch(ctx, &[n_img, nn, s])?;
+    encoder.copy_buffer_to_buffer(&x.buffer, 0, &xc.buffer, 0, (n_img * nn * s * 4) as u64);
+    let q = scratch(ctx, &[n_img, nn, s])?;
+    let k = scratch(ctx, &[n_img, nn, s])?;
+    linear::forward(ctx, encoder, &xc, &p.query.w, Some(&p.query.b), &q)?;
+    linear::forward(ctx, encoder, &xc, &p.key.w, Some(&p.key.b), &k)?;
+    let (attn, ax) = attend(ctx, encoder, &q, &k, &xc, lay, n_img, s)?;
+    let out = scratch(ctx, &[n_img, nn, s])?;
+    linear::forward_act(ctx, encoder, &ax, &p.graph.w, Some(&p.graph.b), &out, Activation::Relu)?;
+    Ok(GpuStepCache { x: xc, q, k, attn, ax, out })
+}
+
+/// Backward of [`step_forward_train`] (`cpu::sgr::step_backward`):
+/// `dout [n_img, n_nodes, S]` → `dp += …`, `dx [n_img, n_nodes, S] += …`.
+/// `dp.key.b` is not touched: the key bias adds `q_i·b` to every logit of
+/// row i, which the softmax ignores (its gradient is zero by construction).
+#[allow(clippy::too_many_arguments)]
+pub fn step_backward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    dout: &GpuTensor,
+    p: &GpuSgrStep,
+    lay: &GpuLayout,
+    n_img: usize,
+    cache: &GpuStepCache,
+    dp: &GpuSgrStep,
+    dx: &GpuTensor,
+) -> Result<()> {
+    let (s, nn, nc) = (p.graph.n_out, lay.n_nodes(), lay.n_cap());
+    let numel = n_img * nn * s;
+    expect_numel("sgr backward dout", dout, numel)?;
+    expect_numel("sgr backward dx", dx, numel)?;
+    expect_numel("sgr backward attn", &cache.attn, n_img * lay.sq_total)?;
+    for (what, t) in [("x", &cache.x), ("q", &cache.q), ("k", &cache.k), ("ax", &cache.ax), ("out", &cache.out)] {
+        expect_numel(what, t, numel)?;
+    }
+    let max = ctx.max_groups() as usize;
+    if nc > max || n_img > max {
+        return Err(SgrafError::Input(format!("sgr: {n_img} images × {nc} captions exceed {max} workgroups per axis")));
+    }
+    if numel == 0 {
+        return Ok(());
+    }
+    u32c("SGR node tensor size", numel)?;
+    u32c("SGR attention size", n_img * lay.sq_total)?;
+    let prm = params(lay, n_img, s)?;
+    // out = ReLU(ax·W_gᵀ + b_g)
+    let dpre = scratch(ctx, &[n_img, nn, s])?;
+    let kern = ctx.kernel(&SHADER, "sgr_backward_relu", &[Access::Read, Access::Read, Access::ReadWrite]);
+    ctx.dispatch(
+        encoder,
+        &kern,
+        &prm,
+        &[&dout.buffer, &cache.out.buffer, &dpre.buffer],
+        ctx.grid_1d(numel.div_ceil(256) as u64),
+    );
+    let dax = scratch(ctx, &[n_img, nn, s])?;
+    linear::backward(ctx, encoder, &dpre, &cache.ax, &p.graph.w, Some(&dax), false, &dp.graph.w, Some(&dp.graph.b))?;
+    // ax = A·X per graph, A = softmax(Q·Kᵀ)
+    let dlogit = scratch(ctx, &[n_img, lay.sq_total])?;
+    let kern = ctx.kernel(
+        &SHADER,
+        "sgr_backward_attend",
+        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    );
+    ctx.dispatch(
+        encoder,
+        &kern,
+        &prm,
+        &[
+            &dax.buffer,
+            &cache.x.buffer,
+            &cache.attn.buffer,
+            &lay.node_off.buffer,
+            &lay.sq_off.buffer,
+            &dlogit.buffer,
+            &dx.buffer,
+        ],
+        [nc as u32, n_img as u32, 1],
+    );
+    let dq = scratch(ctx, &[n_img, nn, s])?;
+    let dk = scratch(ctx, &[n_img, nn, s])?;
+    let kern = ctx.kernel(
+        &SHADER,
+        "sgr_backward_qk",
+        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+    );
+    ctx.dispatch(
+        encoder,
+        &kern,
+        &prm,
+        &[
+            &dlogit.buffer,
+            &cache.q.buffer,
+            &cache.k.buffer,
+            &lay.node_off.buffer,
+            &lay.sq_off.buffer,
+            &dq.buffer,
+            &dk.buffer,
+        ],
+        [nc as u32, n_img as u32, 1],
+    );
+    linear::backward(ctx, encoder, &dq, &cache.x, &p.query.w, Some(dx), true, &dp.query.w, Some(&dp.query.b))?;
+    linear::backward(ctx, encoder, &dk, &cache.x, &p.key.w, Some(dx), true, &dp.key.w, None)?;
+    Ok(())
+}
+
 /// An SGR step folded for scoring only (`cpu::sgr::FoldedStep`): the
 /// logits `Q Kᵀ` equal `P Xᵀ` up to a per-row constant, with
 /// `P = X·Mᵀ + c`, `M = W_kᵀ W_q [S, S]`, `c = W_kᵀ b_q [S]` held as a

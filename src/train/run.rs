@@ -334,7 +334,7 @@ impl Trainer {
                 let pairs_per_s = (idx.len() * idx.len()) as f64 / t0.elapsed().as_secs_f64();
                 self.state.step += 1;
                 self.state.batch_in_epoch += 1;
-                if self.state.step % o.log_step.max(1) == 0 {
+                if self.state.step.is_multiple_of(o.log_step.max(1)) {
                     self.log(&MetricsLine {
                         step: self.state.step,
                         epoch,
@@ -345,10 +345,10 @@ impl Trainer {
                         dev: None,
                     })?;
                 }
-                let dev = if self.state.step % o.val_step.max(1) == 0 {
+                let dev = if self.state.step.is_multiple_of(o.val_step.max(1)) {
                     self.validate_and_save(data, lr)?
                 } else {
-                    if self.state.step % o.checkpoint_step.max(1) == 0 {
+                    if self.state.step.is_multiple_of(o.checkpoint_step.max(1)) {
                         self.save(false)?;
                     }
                     None
@@ -365,7 +365,7 @@ impl Trainer {
             }
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
-            if self.state.step % o.val_step.max(1) == 0 {
+            if self.state.step.is_multiple_of(o.val_step.max(1)) {
                 self.save(false)?; // just validated at this step
             } else {
                 self.validate_and_save(data, lr)?;

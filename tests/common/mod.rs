@@ -46,6 +46,7 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
         let t = tol * w.abs().max(1.0);
+        #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(d <= t)` also catches NaN
         if !(d <= t) {
             panic!("{name}[{i}]: got {g}, expected {w} (|diff| {d:e} > {t:e})");
         }
