@@ -3,7 +3,7 @@
 
 use crate::cpu::model::{CaptionEmb, ImageEmb};
 use crate::error::Result;
-use crate::model::params::{Mode, Params, N_REGIONS};
+use crate::model::params::{Mode, Params};
 
 /// Which backend the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,6 @@ impl Model {
             None => {
                 // Per thread: ctx and (ctx − t)² buffers of [words, E]; keep them near 8 MB.
                 let caps = ((2_000_000.0 / (mean_len * e as f64)) as usize).clamp(16, 512);
-                let _ = N_REGIONS;
                 (n_img.max(1), caps)
             }
         }

@@ -187,25 +187,9 @@ pub fn score_tile_parallel(p: &Params, img: &ImageEmb, cap: &CaptionEmb) -> Vec<
     let nc = cap.layout.n_cap();
     let mut sims = vec![0.0; img.n * nc];
     let folded = fold_sgr(p);
-    // Captions in groups of about WORDS_PER_GROUP words, so that one image's
-    // attended vectors and squared differences ([words, E]) stay in cache.
-    const WORDS_PER_GROUP: usize = 100000;
-    let mut groups = Vec::new(); // (first caption, captions of the group)
-    let mut c0 = 0;
-    while c0 < nc {
-        let mut c1 = c0 + 1;
-        while c1 < nc && cap.layout.word_off[c1 + 1] - cap.layout.word_off[c0] <= WORDS_PER_GROUP {
-            c1 += 1;
-        }
-        groups.push((c0, cap.slice(c0..c1, e)));
-        c0 = c1;
-    }
     let score_row = |i: usize, row: &mut [f32]| {
         let one = img.slice(i..i + 1, e);
-        for (c0, g) in &groups {
-            let (s, _) = score_tile_folded(p, &one, g, Mode::Eval, false, &folded);
-            row[*c0..*c0 + s.len()].copy_from_slice(&s);
-        }
+        row.copy_from_slice(&score_tile_folded(p, &one, cap, Mode::Eval, false, &folded).0);
     };
     #[cfg(not(target_arch = "wasm32"))]
     {
