@@ -117,6 +117,12 @@ struct TrainArgs {
     grad_clip: f32,
     #[arg(long, default_value_t = 0.2)]
     margin: f32,
+    /// Sum over all violating negatives instead of the hardest one (official `--max_violation` flag).
+    #[arg(long)]
+    no_max_violation: bool,
+    /// sgraf extension: use all negatives for the first N epochs, then the hardest (0 = official).
+    #[arg(long, default_value_t = 0)]
+    warmup_epochs: usize,
     #[arg(long, default_value_t = 0.4)]
     dropout: f32,
     /// Take the captions in file order.
@@ -441,6 +447,8 @@ fn train(a: TrainArgs) -> Result<()> {
             lr_update: a.lr_update.unwrap_or(lr_update),
             grad_clip: a.grad_clip,
             margin: a.margin,
+            max_violation: !a.no_max_violation,
+            warmup_epochs: a.warmup_epochs,
             dropout: a.dropout,
             shuffle: !a.no_shuffle,
             seed: a.seed,

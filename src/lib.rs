@@ -11,6 +11,7 @@
 //! - [`gpu`]: the wgpu runtime and the WGSL kernels.
 //! - [`data`]: SCAN precomp features (memory-mapped), captions, vocabulary, tokenizer.
 //! - [`eval`]: all-pairs scoring in tiles and the retrieval metrics.
+//! - [`explain`]: one pair explained per word: SAF weights, SGR edges, region attention.
 //! - [`train`]: the training step on the CPU: loss, gradient clipping, Adam, BatchNorm updates.
 //! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
 
@@ -19,6 +20,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod gpu;
 pub mod model;
 pub mod pth;

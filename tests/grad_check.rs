@@ -639,6 +639,30 @@ fn triplet_loss_backward() {
     assert_eq!(lt.hardest_image, vec![1, 0, 0], "first maximum per caption column");
 }
 
+#[test]
+fn triplet_loss_all_negatives_backward() {
+    use cpu::loss::{loss_and_grad, Negatives};
+    let mut l = Lcg(16);
+    let b = 6;
+    let sims: Vec<f32> = l.vec(b * b).into_iter().map(|v| 0.5 + 0.3 * v).collect();
+    let (lo, d) = loss_and_grad(&sims, b, cpu::loss::MARGIN, Negatives::All);
+    // reference: the definition (official `max_violation` off: the sum of both cost matrices)
+    let mut want = 0.0f64;
+    for i in 0..b {
+        for j in (0..b).filter(|&j| j != i) {
+            want += (0.2 + sims[i * b + j] - sims[i * b + i]).max(0.0) as f64;
+            want += (0.2 + sims[i * b + j] - sims[j * b + j]).max(0.0) as f64;
+        }
+    }
+    assert!((lo as f64 - want).abs() < 1e-5, "loss {lo} vs definition {want}");
+    assert!(lo > 0.0, "the check needs active hinges");
+    let (hard, _) = loss_and_grad(&sims, b, cpu::loss::MARGIN, Negatives::Hardest);
+    assert!(lo > hard, "all negatives ({lo}) sum more than the hardest ones ({hard})");
+    fd("all-negatives loss sims", &sims, &d, 1e-2, &|x| {
+        loss_and_grad(x, b, cpu::loss::MARGIN, Negatives::All).0 as f64
+    });
+}
+
 // ----------------------------------------------------------------------------
 // The whole forward–backward of a tiny model.
 
@@ -697,8 +721,8 @@ fn whole_model(module: Module, mode: Mode, dropout: f32) {
         sgraf::cpu::train::forward_backward(p, images, &captions, &opts, &mut Rng(5)).expect("forward_backward")
     };
     let base = run(&p, &images);
-    println!("{module:?} {mode:?} dropout {dropout}: loss {}", base.loss.loss);
-    assert!(base.loss.loss > 0.0, "the check needs active hinges");
+    println!("{module:?} {mode:?} dropout {dropout}: loss {}", base.loss);
+    assert!(base.loss > 0.0, "the check needs active hinges");
     // central differences are valid where the hardest negatives do not change within ±h
     let same_choice = |fb: &sgraf::cpu::train::ForwardBackward| {
         fb.loss.hardest_caption == base.loss.hardest_caption && fb.loss.hardest_image == base.loss.hardest_image

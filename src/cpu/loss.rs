@@ -15,6 +15,16 @@
 /// Margin of the official code.
 pub const MARGIN: f32 = 0.2;
 
+/// Which negatives the loss sums (official `--max_violation`, on by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Negatives {
+    /// The hardest negative of every query (official default, VSE++ "max violation").
+    #[default]
+    Hardest,
+    /// Every violating negative (official `--max_violation` flag given: the sum of both cost matrices).
+    All,
+}
+
 /// The loss and which entries it picked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TripletLoss {
@@ -75,4 +85,43 @@ pub fn backward(l: &TripletLoss, b: usize) -> Vec<f32> {
         }
     }
     d
+}
+
+/// The loss and `dsims [B, B]` (for `dloss = 1`) with either form of negatives.
+pub fn loss_and_grad(sims: &[f32], b: usize, margin: f32, negatives: Negatives) -> (f32, Vec<f32>) {
+    match negatives {
+        Negatives::Hardest => {
+            let l = forward(sims, b, margin);
+            let d = backward(&l, b);
+            (l.loss, d)
+        }
+        Negatives::All => all_negatives(sims, b, margin),
+    }
+}
+
+/// Sum of every entry of both cost matrices (`max_violation` off) and its gradient `dsims [B, B]`.
+pub fn all_negatives(sims: &[f32], b: usize, margin: f32) -> (f32, Vec<f32>) {
+    assert_eq!(sims.len(), b * b, "loss::all_negatives: sims must be [B, B]");
+    let mut d = vec![0.0; b * b]; // [B, B]
+    let mut loss = 0.0f64;
+    for i in 0..b {
+        for j in 0..b {
+            if i == j {
+                continue;
+            }
+            let c_s = margin + sims[i * b + j] - sims[i * b + i]; // image i as query
+            if c_s > 0.0 {
+                loss += c_s as f64;
+                d[i * b + j] += 1.0;
+                d[i * b + i] -= 1.0;
+            }
+            let c_im = margin + sims[i * b + j] - sims[j * b + j]; // caption j as query
+            if c_im > 0.0 {
+                loss += c_im as f64;
+                d[i * b + j] += 1.0;
+                d[j * b + j] -= 1.0;
+            }
+        }
+    }
+    (loss as f32, d)
 }

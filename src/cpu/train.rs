@@ -59,20 +59,28 @@ pub struct Options {
     pub dropout: f32,
     /// Triplet margin (official 0.2).
     pub margin: f32,
+    /// Hardest negatives (official default) or all of them.
+    pub negatives: loss::Negatives,
     /// Also compute the gradient of the loss with respect to the input features.
     pub input_grad: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { mode: Mode::Train, dropout: 0.0, margin: loss::MARGIN, input_grad: false }
+        Options {
+            mode: Mode::Train,
+            dropout: 0.0,
+            margin: loss::MARGIN,
+            negatives: loss::Negatives::Hardest,
+            input_grad: false,
+        }
     }
 }
 
 /// Result of [`forward_backward`].
 #[derive(Clone, Debug)]
 pub struct ForwardBackward {
-    pub loss: loss::TripletLoss,
+    pub loss: f32,
     pub sims: Vec<f32>,              // [B, B] row = image, column = caption
     pub grads: Params,               // ∂loss/∂parameter (gradient container, see `crate::train::grads`)
     pub dimages: Option<Vec<f32>>,   // [B, 36, D_img] when `input_grad`
@@ -251,7 +259,7 @@ fn per_image_chunks<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T +
 /// SGR pair scoring of the whole batch: pass 1 scores every image row, the
 /// loss gives `dsims`, pass 2 recomputes every row with caches and
 /// backpropagates it. Returns the loss, `sims [B, B]` and the chunk gradients.
-fn sgr_pairs(tile: &Tile, steps: &[SgrStep], margin: f32) -> (loss::TripletLoss, Vec<f32>, Vec<RowGrads>) {
+fn sgr_pairs(tile: &Tile, steps: &[SgrStep], margin: f32, neg: loss::Negatives) -> (f32, Vec<f32>, Vec<RowGrads>) {
     let (p, lay) = (tile.p, tile.lay);
     let (n, s) = (lay.n_cap(), tile.s());
     // pass 1: scores
@@ -265,8 +273,7 @@ fn sgr_pairs(tile: &Tile, steps: &[SgrStep], margin: f32) -> (loss::TripletLoss,
     })
     .concat(); // [B, B]
 
-    let l = loss::forward(&sims, n, margin);
-    let dsims = loss::backward(&l, n); // [B, B]
+    let (l, dsims) = loss::loss_and_grad(&sims, n, margin, neg); // dsims [B, B]
 
     // pass 2: recompute with caches, backward
     let chunks = per_image_chunks(n, |r| {
@@ -296,8 +303,9 @@ fn saf_pairs(
     sp: &Saf,
     mode: Mode,
     margin: f32,
+    neg: loss::Negatives,
     dbn: &mut BatchNorm,
-) -> (loss::TripletLoss, Vec<f32>, Vec<RowGrads>, Vec<BnStats>) {
+) -> (f32, Vec<f32>, Vec<RowGrads>, Vec<BnStats>) {
     let (p, lay) = (tile.p, tile.lay);
     let (n, s, nn) = (lay.n_cap(), tile.s(), lay.n_nodes());
     // pass A: β logits of every image row
@@ -317,8 +325,7 @@ fn saf_pairs(
     })
     .concat(); // [B, B]
 
-    let l = loss::forward(&sims, n, margin);
-    let dsims = loss::backward(&l, n); // [B, B]
+    let (l, dsims) = loss::loss_and_grad(&sims, n, margin, neg); // dsims [B, B]
 
     // pass C: gradient of every BN(β) (parameter gradients are taken in the final pass)
     let dbn_out: Vec<f32> = per_image_chunks(n, |r| {
@@ -408,12 +415,12 @@ pub fn forward_backward(
     // ---- pair scoring, loss, and its backward down to the embeddings --------
     let (loss, sims, chunks, saf_stats) = match &p.reasoning {
         Reasoning::Sgr(steps) => {
-            let (l, sims, chunks) = sgr_pairs(&tile, steps, opts.margin);
+            let (l, sims, chunks) = sgr_pairs(&tile, steps, opts.margin, opts.negatives);
             (l, sims, chunks, Vec::new())
         }
         Reasoning::Saf(sp) => {
             let Reasoning::Saf(gsaf) = &mut grads.reasoning else { unreachable!("same module") };
-            let (l, sims, chunks, stats) = saf_pairs(&tile, sp, mode, opts.margin, &mut gsaf.bn);
+            let (l, sims, chunks, stats) = saf_pairs(&tile, sp, mode, opts.margin, opts.negatives, &mut gsaf.bn);
             (l, sims, chunks, if mode == Mode::Train { stats } else { Vec::new() })
         }
     };

@@ -35,11 +35,13 @@ pub struct StepOptions {
     pub grad_clip: f32,
     /// Triplet margin (official: 0.2).
     pub margin: f32,
+    /// Hardest negatives (official default) or all violating ones.
+    pub negatives: crate::cpu::loss::Negatives,
 }
 
 impl Default for StepOptions {
     fn default() -> Self {
-        StepOptions { dropout: 0.4, grad_clip: 2.0, margin: crate::cpu::loss::MARGIN }
+        StepOptions { dropout: 0.4, grad_clip: 2.0, margin: crate::cpu::loss::MARGIN, negatives: Default::default() }
     }
 }
 
@@ -79,10 +81,16 @@ pub fn train_step(
     opts: &StepOptions,
     rng: &mut Rng,
 ) -> Result<StepReport> {
-    let fo = Options { mode: Mode::Train, dropout: opts.dropout, margin: opts.margin, input_grad: false };
+    let fo = Options {
+        mode: Mode::Train,
+        dropout: opts.dropout,
+        margin: opts.margin,
+        negatives: opts.negatives,
+        input_grad: false,
+    };
     let mut fb = forward_backward(p, images, captions, &fo, rng)?;
     update_running_stats(p, &fb);
     let grad_norm = clip_grad_norm(&mut fb.grads, opts.grad_clip);
     adam.update(p, &fb.grads);
-    Ok(StepReport { loss: fb.loss.loss, grad_norm, sims: fb.sims })
+    Ok(StepReport { loss: fb.loss, grad_norm, sims: fb.sims })
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{train_step, Adam, StepOptions};
 use crate::backend::{Backend, Model};
+use crate::cpu::loss::Negatives;
 use crate::data::{Split, Vocab};
 use crate::error::{Result, SgrafError};
 use crate::eval::metrics::{self, Metrics};
@@ -36,8 +37,15 @@ pub struct TrainOptions {
     pub lr_update: usize,       // ×0.1 every lr_update epochs (30)
     pub grad_clip: f32,         // 2.0
     pub margin: f32,            // 0.2
-    pub dropout: f32,           // 0.4
-    pub shuffle: bool,          // true
+    /// Hardest negatives (official `--max_violation`, default true); false: all violating negatives.
+    #[serde(default = "yes")]
+    pub max_violation: bool,
+    /// sgraf extension (0 = official): the first this many epochs use all negatives,
+    /// then hardest ones, a warm-up that leaves the official plateau early on small data.
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    pub dropout: f32,  // 0.4
+    pub shuffle: bool, // true
     pub seed: u64,
     pub log_step: u64,        // 10
     pub val_step: u64,        // 1000
@@ -54,6 +62,8 @@ impl Default for TrainOptions {
             lr_update: 30,
             grad_clip: 2.0,
             margin: 0.2,
+            max_violation: true,
+            warmup_epochs: 0,
             dropout: 0.4,
             shuffle: true,
             seed: 0,
@@ -61,6 +71,19 @@ impl Default for TrainOptions {
             val_step: 1000,
             checkpoint_step: 100,
         }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The negatives of the loss in `epoch` (0-based).
+pub fn negatives_at(o: &TrainOptions, epoch: usize) -> Negatives {
+    if o.max_violation && epoch >= o.warmup_epochs {
+        Negatives::Hardest
+    } else {
+        Negatives::All
     }
 }
 
@@ -306,9 +329,14 @@ impl Trainer {
         if n == 0 {
             return Err(SgrafError::Input("the train split has no captions".into()));
         }
-        let step_opts = StepOptions { dropout: o.dropout, grad_clip: o.grad_clip, margin: o.margin };
         while self.state.epoch < o.epochs {
             let epoch = self.state.epoch;
+            let step_opts = StepOptions {
+                dropout: o.dropout,
+                grad_clip: o.grad_clip,
+                margin: o.margin,
+                negatives: negatives_at(&o, epoch),
+            };
             let lr = lr_at(&o, epoch);
             self.adam.lr = lr;
             let order = epoch_order(n, o.seed, epoch, o.shuffle);
