@@ -724,23 +724,26 @@ fn whole_model(module: Module, mode: Mode, dropout: f32) {
     println!("{module:?} {mode:?} dropout {dropout}: loss {}", base.loss);
     assert!(base.loss > 0.0, "the check needs active hinges");
     // central differences are valid where the hardest negatives do not change within ±h
-    let same_choice = |fb: &sgraf::cpu::train::ForwardBackward| {
-        fb.loss.hardest_caption == base.loss.hardest_caption && fb.loss.hardest_image == base.loss.hardest_image
+    let choice = |fb: &sgraf::cpu::train::ForwardBackward| {
+        let t = sgraf::cpu::loss::forward(&fb.sims, n, sgraf::cpu::loss::MARGIN);
+        (t.hardest_caption, t.hardest_image)
     };
+    let base_choice = choice(&base);
     let h = 1e-3;
     // a change of hardest negative is a kink: NaN makes `fd` skip the coordinate
     // (the loss is re-summed in float64 from the float32 scores, to avoid the
     // quantisation of the float32 loss value)
     let loss_at = |p: &Params, images: &[f32]| {
         let fb = run(p, images);
-        if !same_choice(&fb) {
+        let (hardest_caption, hardest_image) = choice(&fb);
+        if (&hardest_caption, &hardest_image) != (&base_choice.0, &base_choice.1) {
             return f64::NAN;
         }
         let s = |i: usize, j: usize| fb.sims[i * n + j] as f64;
         let m = sgraf::cpu::loss::MARGIN as f64;
         let hinge = |v: f64| v.max(0.0);
-        let rows: f64 = (0..n).map(|i| hinge(m + s(i, fb.loss.hardest_caption[i]) - s(i, i))).sum();
-        let cols: f64 = (0..n).map(|j| hinge(m + s(fb.loss.hardest_image[j], j) - s(j, j))).sum();
+        let rows: f64 = (0..n).map(|i| hinge(m + s(i, hardest_caption[i]) - s(i, i))).sum();
+        let cols: f64 = (0..n).map(|j| hinge(m + s(hardest_image[j], j) - s(j, j))).sum();
         rows + cols
     };
     let what = format!("{module:?} {mode:?}");
