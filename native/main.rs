@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod explain;
 mod plot;
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,8 @@ enum Cmd {
     /// Benchmarks on generated inputs at the official default sizes.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Explain one image–caption pair word by word: SAF weights or SGR edges, and where each word looks.
+    Explain(explain::ExplainArgs),
     /// Convert the authors' PyTorch checkpoint (model_best.pth.tar) to safetensors, without Python.
     Import(ImportArgs),
 }
@@ -213,6 +216,7 @@ fn main() {
         Cmd::Bench(BenchCmd::Eval(a)) => bench_eval(a),
         Cmd::Bench(BenchCmd::Train(a)) => bench_train(a),
         Cmd::Import(a) => import(a),
+        Cmd::Explain(a) => explain::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
