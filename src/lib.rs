@@ -13,6 +13,7 @@
 //! - [`eval`]: all-pairs scoring in tiles and the retrieval metrics.
 //! - [`train`]: the training step on the CPU: loss, gradient clipping, Adam, BatchNorm updates.
 //! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
+//! - [`synth`]: a generated teaching dataset of simple scenes (features, captions, pictures).
 
 pub mod backend;
 pub mod cpu;
@@ -22,6 +23,7 @@ pub mod eval;
 pub mod gpu;
 pub mod model;
 pub mod pth;
+pub mod synth;
 pub mod train;
 
 pub use error::{Result, SgrafError};
