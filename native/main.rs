@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod demo;
 mod explain;
 mod plot;
+mod synth;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -43,10 +45,14 @@ enum Cmd {
     /// Benchmarks on generated inputs at the official default sizes.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The main job, on a fresh machine: generate the scenes dataset, train SAF and SGR, evaluate, explain, write the page's assets.
+    Demo(demo::DemoArgs),
     /// Explain one image–caption pair word by word: SAF weights or SGR edges, and where each word looks.
     Explain(explain::ExplainArgs),
     /// Convert the authors' PyTorch checkpoint (model_best.pth.tar) to safetensors, without Python.
     Import(ImportArgs),
+    /// Write the built-in teaching dataset of generated scenes (features, captions, vocabulary, pictures).
+    Synth(synth::SynthArgs),
 }
 
 #[derive(Args)]
@@ -217,6 +223,8 @@ fn main() {
         Cmd::Bench(BenchCmd::Train(a)) => bench_train(a),
         Cmd::Import(a) => import(a),
         Cmd::Explain(a) => explain::run(a),
+        Cmd::Demo(a) => demo::run(a),
+        Cmd::Synth(a) => synth::run(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -13,6 +13,14 @@ pub enum SgrafError {
         source: std::io::Error,
     },
 
+    /// A file or folder could not be created or written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A `.npy` file is malformed, truncated, of the wrong dtype or rank.
     #[error("{path}: {msg}")]
     Npy { path: String, msg: String },
@@ -51,5 +59,9 @@ pub type Result<T> = std::result::Result<T, SgrafError>;
 impl SgrafError {
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
         SgrafError::Io { path: path.as_ref().display().to_string(), source }
+    }
+
+    pub fn write(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        SgrafError::Write { path: path.as_ref().display().to_string(), source }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`explain`]: one pair explained per word: SAF weights, SGR edges, region attention.
 //! - [`train`]: the training step on the CPU: loss, gradient clipping, Adam, BatchNorm updates.
 //! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
+//! - [`synth`]: a generated teaching dataset of simple scenes (features, captions, pictures).
 
 pub mod backend;
 pub mod cpu;
@@ -24,6 +25,7 @@ pub mod explain;
 pub mod gpu;
 pub mod model;
 pub mod pth;
+pub mod synth;
 pub mod train;
 
 pub use error::{Result, SgrafError};
