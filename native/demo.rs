@@ -159,7 +159,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
 /// The R@K table of the ensemble and each model, with chance level.
 fn print_table(ens: &Metrics, saf: &Metrics, sgr: &Metrics, n_images: usize) {
     println!("{:<28} {:>6} {:>6} {:>6}   {:>6} {:>6} {:>6}   {:>6}", "", "i2t", "", "", "t2i", "", "", "");
-    println!("{:<28} {:>6} {:>6} {:>6}   {:>6} {:>6} {:>6}   {:>6}", "", "R@1", "R@5", "R@10", "R@1", "R@5", "R@10", "rsum");
+    println!(
+        "{:<28} {:>6} {:>6} {:>6}   {:>6} {:>6} {:>6}   {:>6}",
+        "", "R@1", "R@5", "R@10", "R@1", "R@5", "R@10", "rsum"
+    );
     for (name, m) in [("SGRAF (SGR + SAF)", ens), ("SAF", saf), ("SGR", sgr)] {
         println!(
             "{:<28} {:>6.1} {:>6.1} {:>6.1}   {:>6.1} {:>6.1} {:>6.1}   {:>6.1}",
@@ -227,7 +230,8 @@ fn write_assets(a: &DemoArgs, data: &Path, best: &[PathBuf], dataset: &synth::Sy
     let out = &a.out;
     std::fs::create_dir_all(out.join("test_img")).with_context(|| format!("creating {}", out.display()))?;
     let copy = |from: &Path, to: &str| -> Result<()> {
-        std::fs::copy(from, out.join(to)).with_context(|| format!("copying {} to {}", from.display(), out.display()))?;
+        std::fs::copy(from, out.join(to))
+            .with_context(|| format!("copying {} to {}", from.display(), out.display()))?;
         Ok(())
     };
     copy(&best[0], "saf.safetensors")?;
@@ -258,7 +262,8 @@ fn write_assets(a: &DemoArgs, data: &Path, best: &[PathBuf], dataset: &synth::Sy
         "command": format!("sgraf demo --seed {} --images {} --epochs {}", a.seed, a.images, a.epochs),
     });
     let text = serde_json::to_string_pretty(&manifest)?;
-    std::fs::write(out.join("manifest.json"), text).with_context(|| format!("writing {}/manifest.json", out.display()))?;
+    std::fs::write(out.join("manifest.json"), text)
+        .with_context(|| format!("writing {}/manifest.json", out.display()))?;
     if n == 0 {
         bail!("the test split is empty");
     }

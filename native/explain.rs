@@ -77,8 +77,7 @@ pub fn table(e: &Explanation, image: usize) -> String {
         let bar = "#".repeat(((w[k] / max) * 20.0).round() as usize);
         let mut order: Vec<usize> = (0..e.region_attention[k].len()).collect();
         order.sort_by(|&x, &y| e.region_attention[k][y].total_cmp(&e.region_attention[k][x]));
-        let top: Vec<String> =
-            order.iter().take(3).map(|&r| format!("r{r} {:.2}", e.region_attention[k][r])).collect();
+        let top: Vec<String> = order.iter().take(3).map(|&r| format!("r{r} {:.2}", e.region_attention[k][r])).collect();
         let _ = writeln!(s, "{tok:<12} {:>10.4}  {bar:<20}  {}", w[k], top.join(", "));
     }
     s

@@ -19,10 +19,7 @@ fn learns(module: Module) {
     let dev = data.dev.as_ref().expect("a dev split");
     let n_dev = dev.0.n_images;
 
-    let p = Params::init(
-        Config { img_dim: 32, word_dim: 32, embed: 64, sim_dim: 32, vocab: vocab.len(), module },
-        5,
-    );
+    let p = Params::init(Config { img_dim: 32, word_dim: 32, embed: 64, sim_dim: 32, vocab: vocab.len(), module }, 5);
     let options = TrainOptions {
         epochs: 8,
         batch_size: 32,
