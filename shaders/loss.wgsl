@@ -13,11 +13,17 @@
 // and columns likewise, then thread 0 adds the 2B costs in the CPU's order
 // (cost_s then cost_im) with a compensated sum.
 // loss_backward: dsims[i, j] for dloss = 1, one thread per element.
+//
+// With `all_negatives` (the official `--max_violation` switched off) the loss
+// is the sum of every entry of both cost matrices: `cost[q]` holds the row
+// (column) sum and `hardest[q]` the number of violating entries, which is the
+// −count on the diagonal of dsims; off the diagonal dsims[i, j] counts the
+// two hinges of (i, j) that are active.
 
 struct Params {
     b: u32,          // B
     margin: f32,     // 0.2
-    _pad0: u32,
+    all_negatives: u32, // 0: hardest negatives (official default), 1: all of them
     _pad1: u32,
 }
 
@@ -34,6 +40,26 @@ fn loss_forward(@builtin(local_invocation_index) li: u32) {
         var best = 0u;
         var best_v = -3.4028235e38;
         var first = true;
+        if (p.all_negatives != 0u) {
+            // row / column sum of the costs and the number of active hinges
+            var total = 0.0;
+            var count = 0u;
+            for (var k = 0u; k < b; k++) {
+                var c = 0.0;
+                if (q < b && k != q) {
+                    c = p.margin + sims[q * b + k] - sims[q * b + q];
+                } else if (q >= b && k != q - b) {
+                    c = p.margin + sims[k * b + (q - b)] - sims[(q - b) * b + (q - b)];
+                }
+                if (c > 0.0) {
+                    total += c;
+                    count += 1u;
+                }
+            }
+            hardest[q] = count;
+            cost[q] = total;
+            continue;
+        }
         if (q < b) {
             // image i = q as query: max over captions j of C_s[i, j]
             let i = q;
@@ -107,6 +133,20 @@ fn loss_backward(
     let i = idx / b;
     let j = idx % b;
     var g = 0.0;
+    if (p.all_negatives != 0u) {
+        if (i == j) {
+            g = -f32(hardest_in[i] + hardest_in[b + j]);
+        } else {
+            if (p.margin + sims[i * b + j] - sims[i * b + i] > 0.0) {
+                g += 1.0;
+            }
+            if (p.margin + sims[i * b + j] - sims[j * b + j] > 0.0) {
+                g += 1.0;
+            }
+        }
+        dsims[idx] = g;
+        return;
+    }
     // image i's term: +1 at its hardest caption, −1 at its positive (i, i)
     if (cost_in[i] > 0.0 && hardest_in[i] == j) {
         g += 1.0;

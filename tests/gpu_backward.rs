@@ -275,6 +275,29 @@ fn check_loss(sims: &[f32], b: usize, what: &str) {
     eprintln!("loss ({what}): {} (CPU {})", read(&l.loss)[0], want.loss);
 }
 
+/// The official `--max_violation` switched off: every violating negative.
+#[test]
+fn loss_all_negatives_matches_cpu() {
+    use sgraf::cpu::loss::{loss_and_grad, Negatives};
+    let ctx = gpu();
+    let margin = sgraf::cpu::loss::MARGIN;
+    for (b, seed) in [(1, 1), (7, 2), (33, 3), (130, 4)] {
+        let mut rng = Lcg::new(seed);
+        let sims: Vec<f32> = rng.vec(b * b, 0.5).iter().map(|v| v + 0.5).collect();
+        let (want, want_d) = loss_and_grad(&sims, b, margin, Negatives::All);
+        let gs = up(&sims, &[b, b]);
+        let gd = GpuTensor::zeros(ctx, &[b, b], DType::F32).unwrap();
+        let mut enc = ctx.encoder("test loss all negatives");
+        let l = sgraf::gpu::loss::forward_with(ctx, &mut enc, &gs, b, margin, Negatives::All).unwrap();
+        sgraf::gpu::loss::backward(ctx, &mut enc, &gs, &l, &gd).unwrap();
+        ctx.submit(enc);
+        // float32 row sums (the CPU sums in float64): relative 1e-5 above 1
+        assert_close(&format!("all-negatives loss B={b}"), &read(&l.loss), &[want], 1e-5);
+        assert_eq!(read(&gd), want_d, "all-negatives dsims B={b} (same f32 hinge tests)");
+        eprintln!("all-negatives loss B={b}: {} (CPU {want})", read(&l.loss)[0]);
+    }
+}
+
 #[test]
 fn loss_matches_cpu() {
     for (b, seed) in [(1, 1), (7, 2), (32, 3), (130, 4)] {

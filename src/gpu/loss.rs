@@ -6,7 +6,12 @@
 use super::context::{Access, GpuContext, Shader};
 use super::tensor::{DType, GpuTensor};
 use super::{expect_numel, u32c};
+use crate::cpu::loss::Negatives;
 use crate::error::{Result, SgrafError};
+
+fn all(n: Negatives) -> u32 {
+    u32::from(n == Negatives::All)
+}
 
 pub const SHADER: Shader = Shader { name: "loss", source: include_str!("../../shaders/loss.wgsl"), trusted: false };
 
@@ -15,7 +20,7 @@ pub const SHADER: Shader = Shader { name: "loss", source: include_str!("../../sh
 struct Params {
     b: u32,
     margin: f32,
-    _pad0: u32,
+    all_negatives: u32,
     _pad1: u32,
 }
 
@@ -24,23 +29,37 @@ struct Params {
 pub struct GpuTripletLoss {
     pub b: usize,
     pub margin: f32,
+    pub negatives: Negatives,
     /// `[1]` the summed loss.
     pub loss: GpuTensor,
     /// `[2, B]` u32: row 0 = hardest caption per image (`hardest_caption`),
-    /// row 1 = hardest image per caption (`hardest_image`).
+    /// row 1 = hardest image per caption (`hardest_image`); with all negatives,
+    /// the number of active hinges of each row / column.
     pub hardest: GpuTensor,
-    /// `[2, B]`: row 0 = `cost_s`, row 1 = `cost_im`.
+    /// `[2, B]`: row 0 = `cost_s`, row 1 = `cost_im` (with all negatives: their row / column sums).
     pub cost: GpuTensor,
 }
 
-/// Record the loss of `sims [B, B]` with margin `margin` (official 0.2).
-/// One dispatch of one workgroup.
+/// Record the loss of `sims [B, B]` with margin `margin` (official 0.2) and
+/// the hardest negatives (official default). One dispatch of one workgroup.
 pub fn forward(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
     sims: &GpuTensor,
     b: usize,
     margin: f32,
+) -> Result<GpuTripletLoss> {
+    forward_with(ctx, encoder, sims, b, margin, Negatives::Hardest)
+}
+
+/// [`forward`] with either form of negatives (`cpu::loss::loss_and_grad`).
+pub fn forward_with(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    sims: &GpuTensor,
+    b: usize,
+    margin: f32,
+    negatives: Negatives,
 ) -> Result<GpuTripletLoss> {
     expect_numel("loss sims", sims, b * b)?;
     if !margin.is_finite() {
@@ -49,6 +68,7 @@ pub fn forward(
     let l = GpuTripletLoss {
         b,
         margin,
+        negatives,
         loss: GpuTensor::zeros_in(ctx, encoder, &[1], DType::F32)?,
         hardest: GpuTensor::scratch(ctx, &[2, b], DType::U32)?,
         cost: GpuTensor::scratch(ctx, &[2, b], DType::F32)?,
@@ -56,7 +76,7 @@ pub fn forward(
     if b == 0 {
         return Ok(l);
     }
-    let params = Params { b: u32c("B", b)?, margin, _pad0: 0, _pad1: 0 };
+    let params = Params { b: u32c("B", b)?, margin, all_negatives: all(negatives), _pad1: 0 };
     u32c("B·B", b * b)?;
     let k =
         ctx.kernel(&SHADER, "loss_forward", &[Access::Read, Access::ReadWrite, Access::ReadWrite, Access::ReadWrite]);
@@ -65,7 +85,8 @@ pub fn forward(
 }
 
 /// Record the backward of [`forward`] for `dloss = 1`: overwrites `dsims [B, B]`
-/// (as `cpu::loss::backward`). `sims` is bound but not read.
+/// (as `cpu::loss::backward`, or `cpu::loss::all_negatives`). `sims` is read
+/// with all negatives only.
 pub fn backward(
     ctx: &GpuContext,
     encoder: &mut wgpu::CommandEncoder,
@@ -79,7 +100,7 @@ pub fn backward(
     if b == 0 {
         return Ok(());
     }
-    let params = Params { b: u32c("B", b)?, margin: l.margin, _pad0: 0, _pad1: 0 };
+    let params = Params { b: u32c("B", b)?, margin: l.margin, all_negatives: all(l.negatives), _pad1: 0 };
     let k = ctx.kernel(&SHADER, "loss_backward", &[Access::Read, Access::Read, Access::Read, Access::ReadWrite]);
     ctx.dispatch(
         encoder,
