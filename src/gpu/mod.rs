@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod batchnorm;
 pub mod context;
+pub mod dropout;
 pub mod embed;
 pub mod gru;
 pub mod head;
