@@ -22,6 +22,7 @@ pub mod sgr;
 pub mod similarity;
 pub mod tensor;
 pub mod text_sa;
+pub mod train;
 pub mod visual_sa;
 
 pub use context::GpuContext;

@@ -26,19 +26,27 @@ pub enum DType {
 /// empty, so it can always be bound. Buffers of tensors made by
 /// [`GpuTensor::zeros`] and [`GpuTensor::scratch`] go back to the context's
 /// [`BufferPool`] when the tensor is dropped (wgpu keeps them alive for
-/// commands already recorded and orders later uses after them).
+/// commands already recorded and orders later uses after them). A returned
+/// buffer is handed out again only to the thread that returned it: another
+/// thread could submit its reuse before the commands still recorded for the
+/// buffer's last use are submitted.
 #[derive(Debug)]
 pub struct GpuTensor {
     pub buffer: wgpu::Buffer,
     pub shape: Vec<usize>,
     pub dtype: DType,
-    pool: Option<Arc<BufferPool>>,
+    /// The context's pool: accounts the buffer's bytes, and takes the buffer
+    /// back on drop when `pooled`.
+    pool: Arc<BufferPool>,
+    pooled: bool,
 }
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            pool.give(self.buffer.clone());
+        if self.pooled {
+            self.pool.give(self.buffer.clone());
+        } else {
+            self.pool.released(self.buffer.size());
         }
     }
 }
@@ -48,18 +56,54 @@ impl Drop for GpuTensor {
 /// most `cap` bytes; [`BufferPool::clear`] releases everything.
 #[derive(Debug)]
 pub struct BufferPool {
-    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    free: Mutex<HashMap<(std::thread::ThreadId, u64), Vec<wgpu::Buffer>>>,
     held: AtomicU64,
     cap: u64,
+    /// Bytes of every tensor buffer alive (in a tensor or held here).
+    live: AtomicU64,
+    /// Largest `live` since the last [`BufferPool::reset_peak`].
+    peak: AtomicU64,
 }
 
 impl BufferPool {
     pub fn new(cap: u64) -> Self {
-        BufferPool { free: Mutex::new(HashMap::new()), held: AtomicU64::new(0), cap }
+        BufferPool {
+            free: Mutex::new(HashMap::new()),
+            held: AtomicU64::new(0),
+            cap,
+            live: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    fn allocated(&self, bytes: u64) {
+        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn released(&self, bytes: u64) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of all tensor buffers alive now (tensors and free pooled buffers).
+    pub fn live_bytes(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Largest [`BufferPool::live_bytes`] since the last [`BufferPool::reset_peak`]:
+    /// the sum of the sizes of the tensor buffers allocated at once (uniforms
+    /// and readback staging buffers excluded).
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new peak measurement from the bytes alive now.
+    pub fn reset_peak(&self) {
+        self.peak.store(self.live_bytes(), Ordering::Relaxed);
     }
 
     fn take(&self, size: u64) -> Option<wgpu::Buffer> {
-        let b = self.free.lock().unwrap().get_mut(&size)?.pop()?;
+        let b = self.free.lock().unwrap().get_mut(&(std::thread::current().id(), size))?.pop()?;
         self.held.fetch_sub(size, Ordering::Relaxed);
         Some(b)
     }
@@ -67,10 +111,11 @@ impl BufferPool {
     fn give(&self, buffer: wgpu::Buffer) {
         let size = buffer.size();
         if self.held.load(Ordering::Relaxed) + size > self.cap {
+            self.released(size);
             return;
         }
         self.held.fetch_add(size, Ordering::Relaxed);
-        self.free.lock().unwrap().entry(size).or_default().push(buffer);
+        self.free.lock().unwrap().entry((std::thread::current().id(), size)).or_default().push(buffer);
     }
 
     /// Bytes held in free buffers.
@@ -81,7 +126,8 @@ impl BufferPool {
     /// Drops every free buffer.
     pub fn clear(&self) {
         self.free.lock().unwrap().clear();
-        self.held.store(0, Ordering::Relaxed);
+        let held = self.held.swap(0, Ordering::Relaxed);
+        self.released(held);
     }
 }
 
@@ -109,7 +155,8 @@ impl GpuTensor {
                 usage: USAGE,
             })
         };
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: None })
+        ctx.pool().allocated(buffer.size());
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: false })
     }
 
     /// Upload `data` (row-major, `shape.product()` values).
@@ -135,7 +182,8 @@ impl GpuTensor {
             usage: USAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: Some(ctx.pool().clone()) })
+        ctx.pool().allocated(buffer.size());
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: true })
     }
 
     /// A tensor with unspecified contents, from the pool when a free buffer
@@ -143,7 +191,9 @@ impl GpuTensor {
     pub fn scratch(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
         let bytes = (numel(shape) as u64 * 4).max(4);
         match ctx.pool().take(bytes) {
-            Some(buffer) => Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: Some(ctx.pool().clone()) }),
+            Some(buffer) => {
+                Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: true })
+            }
             None => Self::zeros(ctx, shape, dtype),
         }
     }
