@@ -57,12 +57,15 @@ impl Drop for GpuTensor {
 #[derive(Debug)]
 pub struct BufferPool {
     free: Mutex<HashMap<(std::thread::ThreadId, u64), Vec<wgpu::Buffer>>>,
+    /// Bytes in free buffers.
     held: AtomicU64,
     cap: u64,
-    /// Bytes of every tensor buffer alive (in a tensor or held here).
-    live: AtomicU64,
-    /// Largest `live` since the last [`BufferPool::reset_peak`].
-    peak: AtomicU64,
+    /// Bytes of the buffers owned by live tensors.
+    in_use: AtomicU64,
+    /// Largest `in_use` since the last [`BufferPool::reset_peak`].
+    peak_in_use: AtomicU64,
+    /// Largest `in_use + held` since the last [`BufferPool::reset_peak`].
+    peak_live: AtomicU64,
 }
 
 impl BufferPool {
@@ -71,35 +74,52 @@ impl BufferPool {
             free: Mutex::new(HashMap::new()),
             held: AtomicU64::new(0),
             cap,
-            live: AtomicU64::new(0),
-            peak: AtomicU64::new(0),
+            in_use: AtomicU64::new(0),
+            peak_in_use: AtomicU64::new(0),
+            peak_live: AtomicU64::new(0),
         }
     }
 
+    /// A tensor took `bytes` (a new buffer, or one from the free list).
     fn allocated(&self, bytes: u64) {
-        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+        let now = self.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak_in_use.fetch_max(now, Ordering::Relaxed);
+        self.peak_live.fetch_max(now + self.held.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
+    /// A tensor gave up `bytes`.
     fn released(&self, bytes: u64) {
-        self.live.fetch_sub(bytes, Ordering::Relaxed);
+        self.in_use.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes of all tensor buffers alive now (tensors and free pooled buffers).
+    /// Bytes of the buffers of all live tensors.
+    pub fn in_use_bytes(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of all tensor buffers alive now (live tensors and free pooled buffers).
     pub fn live_bytes(&self) -> u64 {
-        self.live.load(Ordering::Relaxed)
+        self.in_use_bytes() + self.held_bytes()
     }
 
-    /// Largest [`BufferPool::live_bytes`] since the last [`BufferPool::reset_peak`]:
-    /// the sum of the sizes of the tensor buffers allocated at once (uniforms
-    /// and readback staging buffers excluded).
+    /// Largest [`BufferPool::in_use_bytes`] since the last
+    /// [`BufferPool::reset_peak`]: the sum of the sizes of the tensor buffers
+    /// in use at once (uniforms and readback staging buffers excluded), the
+    /// memory the work needs.
     pub fn peak_bytes(&self) -> u64 {
-        self.peak.load(Ordering::Relaxed)
+        self.peak_in_use.load(Ordering::Relaxed)
     }
 
-    /// Starts a new peak measurement from the bytes alive now.
+    /// Largest [`BufferPool::live_bytes`] since the last reset: the memory
+    /// taken with the pool's free buffers (at most its cap more).
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.peak_live.load(Ordering::Relaxed)
+    }
+
+    /// Starts new peak measurements from the bytes in use / alive now.
     pub fn reset_peak(&self) {
-        self.peak.store(self.live_bytes(), Ordering::Relaxed);
+        self.peak_in_use.store(self.in_use_bytes(), Ordering::Relaxed);
+        self.peak_live.store(self.live_bytes(), Ordering::Relaxed);
     }
 
     fn take(&self, size: u64) -> Option<wgpu::Buffer> {
@@ -110,8 +130,8 @@ impl BufferPool {
 
     fn give(&self, buffer: wgpu::Buffer) {
         let size = buffer.size();
+        self.released(size);
         if self.held.load(Ordering::Relaxed) + size > self.cap {
-            self.released(size);
             return;
         }
         self.held.fetch_add(size, Ordering::Relaxed);
@@ -126,8 +146,7 @@ impl BufferPool {
     /// Drops every free buffer.
     pub fn clear(&self) {
         self.free.lock().unwrap().clear();
-        let held = self.held.swap(0, Ordering::Relaxed);
-        self.released(held);
+        self.held.store(0, Ordering::Relaxed);
     }
 }
 
@@ -192,6 +211,7 @@ impl GpuTensor {
         let bytes = (numel(shape) as u64 * 4).max(4);
         match ctx.pool().take(bytes) {
             Some(buffer) => {
+                ctx.pool().allocated(buffer.size());
                 Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: true })
             }
             None => Self::zeros(ctx, shape, dtype),
