@@ -456,3 +456,81 @@ fn trainable_lists_follow_the_state_dict() {
         }
     }
 }
+
+/// A random batch larger than the golden one (B = 10, lengths 2…13, dropout
+/// 0.4) scored in several caption chunks: the GPU forward/backward gives the
+/// CPU twin's loss, hardest negatives, scores, BatchNorm statistics and
+/// gradients (each tensor within 1e-4 of its largest |g|, the SGR step-2/3
+/// query/key noise within an absolute 1e-7; zero-by-construction gradients
+/// exactly zero on both), for SGR and SAF.
+#[test]
+fn gpu_forward_backward_matches_cpu_on_a_random_chunked_batch() {
+    use sgraf::model::params::{Config, Module};
+    for module in [Module::Sgr { steps: 3 }, Module::Saf] {
+        let cfg = Config { img_dim: 20, word_dim: 12, embed: 24, sim_dim: 16, vocab: 40, module };
+        let mut p = Params::init(cfg, 5);
+        p.sim_eval.w.iter_mut().for_each(|w| *w *= 20.0); // spread the scores: no near-ties among negatives
+        let b = 10;
+        let mut rng = Rng(99);
+        let images: Vec<f32> = (0..b * 36 * cfg.img_dim).map(|_| rng.uniform() * 2.0 - 1.0).collect();
+        let captions: Vec<Vec<u32>> = (0..b)
+            .map(|c| {
+                let l = 2 + (c * 7) % 12;
+                (0..l)
+                    .map(|j| {
+                        if j == 0 {
+                            1
+                        } else if j == l - 1 {
+                            2
+                        } else {
+                            3 + rng.below(37) as u32
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let opts = Options { dropout: 0.4, input_grad: true, ..Options::default() };
+        let cpu = forward_backward(&p, &images, &captions, &opts, &mut Rng(3)).expect("CPU forward_backward");
+        let mut t = gpu_trainer(&p);
+        t.chunk_bytes = (b * 20 * cfg.embed * 4) as u64; // ≤ 20 words per chunk
+        let gpu = t.forward_backward_host_blocking(&p, &images, &captions, &opts, &mut Rng(3)).expect("GPU");
+        let tag = cfg.module.name();
+        println!("{tag}: loss CPU {} GPU {}", cpu.loss.loss, gpu.loss.loss);
+        assert!(
+            (cpu.loss.loss - gpu.loss.loss).abs() <= 1e-5,
+            "{tag}: loss CPU {} GPU {}",
+            cpu.loss.loss,
+            gpu.loss.loss
+        );
+        assert_eq!(cpu.loss.hardest_caption, gpu.loss.hardest_caption, "{tag}: hardest captions");
+        assert_eq!(cpu.loss.hardest_image, gpu.loss.hardest_image, "{tag}: hardest images");
+        assert_close(&format!("{tag} sims"), &gpu.sims, &cpu.sims, 1e-5); // head ×20 amplifies rounding
+        assert_eq!(cpu.saf_stats.len(), gpu.saf_stats.len(), "{tag}: SAF statistics per caption");
+        for (c, (x, y)) in cpu.saf_stats.iter().zip(&gpu.saf_stats).enumerate() {
+            assert_eq!(x.count, y.count, "{tag}: caption {c} count");
+            assert_close(&format!("{tag} SAF caption {c} mean"), &y.mean, &x.mean, 1e-5);
+            assert_close(&format!("{tag} SAF caption {c} var"), &y.var_biased, &x.var_biased, 1e-5);
+        }
+        let (gs, cs) = (gpu.grads.to_state(), cpu.grads.to_state());
+        let mut keys: Vec<(String, Vec<f32>, Vec<f32>)> = trainable_keys(&p)
+            .into_iter()
+            .map(|k| (k.clone(), f32_of(&gs, &k).to_vec(), f32_of(&cs, &k).to_vec()))
+            .collect();
+        keys.push((
+            "input.images".into(),
+            gpu.dimages.clone().expect("GPU input grad"),
+            cpu.dimages.clone().expect("CPU input grad"),
+        ));
+        for (k, g, c) in &keys {
+            if zero_by_construction(k, Mode::Train) {
+                assert!(g.iter().chain(c).all(|&v| v == 0.0), "{tag} {k}: zero by construction, not zero");
+                continue;
+            }
+            let scale = max_abs(c).max(1e-12);
+            let (i, d) = worst(g, c);
+            // SGR steps 2–3 query/key: rounding noise at init (spec §14), absolute tolerance
+            let tol = if deep_sgr_query_key(k) { DEEP_SGR_ABS_TOL } else { 1e-4 * scale };
+            assert!(d <= tol, "{tag} grad.{k}[{i}]: GPU {} vs CPU {} (|diff| {d:e}, max|g| {scale:e})", g[i], c[i]);
+        }
+    }
+}
