@@ -700,3 +700,30 @@ impl GpuTrainer {
         pollster::block_on(self.forward_backward_host(p, images, captions, opts, rng))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::caption_chunks;
+
+    #[test]
+    fn caption_chunks_cover_the_captions_in_order_within_the_budget() {
+        let lengths = [11, 9, 9, 7, 5, 4, 30, 2];
+        let (n_img, width) = (6, 64);
+        let per_word = (n_img * width * 4) as u64;
+        for words in [1, 10, 20, 40, 1000] {
+            let chunks = caption_chunks(&lengths, n_img, width, words * per_word);
+            let mut next = 0;
+            for r in &chunks {
+                assert_eq!(r.start, next, "chunks {chunks:?} leave a gap");
+                assert!(!r.is_empty(), "empty chunk in {chunks:?}");
+                let w: usize = lengths[r.clone()].iter().sum();
+                assert!(w as u64 <= words || r.len() == 1, "chunk {r:?} of {w} words over {words}");
+                next = r.end;
+            }
+            assert_eq!(next, lengths.len(), "chunks {chunks:?} miss captions");
+        }
+        assert_eq!(caption_chunks(&lengths, n_img, width, u64::MAX), vec![0..lengths.len()]);
+        assert_eq!(caption_chunks(&lengths, n_img, width, 0).len(), lengths.len());
+        assert!(caption_chunks(&[], n_img, width, 1 << 20).is_empty());
+    }
+}
