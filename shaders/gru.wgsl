@@ -22,8 +22,9 @@
 //                           d = dh_run[c] + dh_scale·dh[row] writes dgi[row]
 //                           (gradient of x·W_ihᵀ + b_ih), dgh[c] (of
 //                           h_prev·W_hhᵀ + b_hh; zero for finished captions) and
-//                           dh_run[c] = d·z (the W_hh path, dgh·W_hh, is added
-//                           by linear_forward after this dispatch).
+//                           dh_run[c] = d·z (the W_hh path is added next).
+//   gru_backward_hidden     dh_run [n_cap, E] += dgh [n_cap, 3E] · W_hh [3E, E];
+//                           tiles of 32 captions × 32 units as gru_forward_step.
 //   gru_backward_gather     after all steps: h_prev [n_words, E] (the state each
 //                           row read, zero at a caption's first step) and
 //                           dgh_all [n_words, 3E] for the weight gradient of W_hh.
@@ -464,6 +465,73 @@ fn gru_backward_cell(
     dgh[c * 3u * e + e + k] = dpre_z;
     dgh[c * 3u * e + 2u * e + k] = dpre_n * r;
     dh_run[idx] = d * z;
+}
+
+// gru_backward_hidden (w_hh at binding 2 as above)
+@group(0) @binding(1) var<storage, read> bh_dgh: array<f32>;           // [n_cap, 3E]
+@group(0) @binding(3) var<storage, read_write> bh_dh: array<f32>;      // [n_cap, E] (+=)
+
+@compute @workgroup_size(256)
+fn gru_backward_hidden(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c0 = wid.y * TC;
+    let u0 = wid.x * TU;
+    let e = p.e;
+    let e3 = 3u * e;
+    let tx = li % 16u;     // units u0 + 2·tx + {0, 1}
+    let ty = li / 16u;     // captions c0 + 2·ty + {0, 1}
+    var acc: array<f32, 4>;   // [caption 2][unit 2]
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = 0.0;
+    }
+    // Loader roles: dgh slice, caption li / 8, j 2·(li % 8) + {0, 1};
+    // W slice, j li / 16, units 2·(li % 16) + {0, 1}.
+    let lc = li / 8u;
+    let lk = 2u * (li % 8u);
+    let wk = li / 16u;
+    let wu = 2u * (li % 16u);
+    let slices = (e3 + TK - 1u) / TK;
+    for (var s = 0u; s < slices; s++) {
+        let j0 = s * TK;
+        for (var q = 0u; q < 2u; q++) {
+            var v = 0.0;
+            if (c0 + lc < p.n_cap && j0 + lk + q < e3) {
+                v = bh_dgh[(c0 + lc) * e3 + j0 + lk + q];
+            }
+            hs[(lk + q) * TC + lc] = v;
+            var w = 0.0;
+            if (j0 + wk < e3 && u0 + wu + q < e) {
+                w = w_hh[(j0 + wk) * e + u0 + wu + q];
+            }
+            ws[wk * TU + wu + q] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let d0 = hs[kk * TC + 2u * ty];
+            let d1 = hs[kk * TC + 2u * ty + 1u];
+            let w0 = ws[kk * TU + 2u * tx];
+            let w1 = ws[kk * TU + 2u * tx + 1u];
+            acc[0] += d0 * w0;
+            acc[1] += d0 * w1;
+            acc[2] += d1 * w0;
+            acc[3] += d1 * w1;
+        }
+        workgroupBarrier();
+    }
+    for (var a = 0u; a < 2u; a++) {
+        let c = c0 + 2u * ty + a;
+        if (c >= p.n_cap) {
+            continue;
+        }
+        for (var b = 0u; b < 2u; b++) {
+            let j = u0 + 2u * tx + b;
+            if (j < e) {
+                bh_dh[c * e + j] = bh_dh[c * e + j] + acc[a * 2u + b];
+            }
+        }
+    }
 }
 
 // gru_backward_gather

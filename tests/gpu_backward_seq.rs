@@ -102,6 +102,9 @@ fn gru_backward_matches_cpu() {
     check_gru_backward(&[1], 3, 4, 2);
     check_gru_backward(&[4, 4, 1, 9, 2], 5, 40, 3);
     check_gru_backward(&[3, 6], 24, 33, 4);
+    // more than one tile of 32 captions
+    let many: Vec<usize> = (0..35).map(|c| 1 + (c * 5) % 7).collect();
+    check_gru_backward(&many, 5, 36, 5);
 }
 
 // ---------------------------------------------------------------------------

@@ -267,9 +267,9 @@ pub fn forward_train(
 
 /// Backward through time of one direction (`cpu::gru::direction_backward`):
 /// `dh_scale · dh [n_words, E]` is the gradient of every output hidden state →
-/// `dp += …` (all four tensors), `dx [n_words, D_w] += …`. One cell dispatch
-/// and one `dh_run += dgh · W_hh` product per time step; the weight
-/// gradients are taken once over all rows afterwards.
+/// `dp += …` (all four tensors), `dx [n_words, D_w] += …`. Two dispatches per
+/// time step (the cell, then `dh_run += dgh · W_hh` on 32-caption tiles);
+/// the weight gradients are taken once over all rows afterwards.
 #[allow(clippy::too_many_arguments)]
 pub fn direction_backward(
     ctx: &GpuContext,
@@ -321,7 +321,8 @@ pub fn direction_backward(
         ],
     );
     // dh_run [n_cap, E] += dgh [n_cap, 3E] · W_hh [3E, E]
-    let rec = linear::Gemm { trans_w: false, ldw: e, accumulate: true, ..linear::Gemm::linear(nc, 3 * e, e) };
+    let hidden = ctx.kernel(&SHADER, "gru_backward_hidden", &[Access::Read, Access::Read, Access::ReadWrite]);
+    let grid = [e.div_ceil(32) as u32, nc.div_ceil(32) as u32, 1];
     for s in (0..l_max).rev() {
         params.step = s as u32;
         ctx.dispatch(
@@ -341,7 +342,7 @@ pub fn direction_backward(
             ctx.grid_1d((nc * e).div_ceil(256) as u64),
         );
         if s > 0 {
-            linear::gemm(ctx, encoder, &dgh, &p.w_hh, None, &dh_run, None, &rec)?;
+            ctx.dispatch(encoder, &hidden, &params, &[&dgh.buffer, &p.w_hh.buffer, &dh_run.buffer], grid);
         }
     }
     // W_hh, b_hh: over every row, with the state it read
