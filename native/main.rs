@@ -147,7 +147,7 @@ struct TrainArgs {
     /// Write last.* every this many steps.
     #[arg(long, default_value_t = 100)]
     checkpoint_step: u64,
-    /// Backend for validation (training steps run on the CPU backend for now).
+    /// Backend of the training steps and validation: auto (hardware GPU if any, else CPU), gpu (any adapter) or cpu.
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
     /// Output folder (last/best checkpoints, optimizer state, metrics.jsonl).
@@ -186,6 +186,9 @@ struct BenchTrainArgs {
     /// Timed steps.
     #[arg(long, default_value_t = 2)]
     steps: usize,
+    /// GPU: only record one step without running it, to report its peak GPU memory.
+    #[arg(long)]
+    memory_only: bool,
 }
 
 #[derive(Args)]
@@ -395,13 +398,10 @@ fn parse_module(m: &str, sgr_steps: usize) -> Result<Module> {
     }
 }
 
-/// Training runs its steps on the CPU backend; `--backend` picks where validation runs.
+/// `--backend` picks where the training steps and validation run.
 fn train_backend(choice: BackendChoice) -> Result<Backend> {
-    if choice == BackendChoice::Gpu {
-        bail!("training steps on the GPU backend are not implemented yet (the GPU backward kernels are in progress); use --backend cpu or auto");
-    }
     let (backend, desc) = Backend::resolve(choice)?;
-    eprintln!("training steps: CPU backend; validation: {desc}");
+    eprintln!("training steps and validation: {desc}");
     Ok(backend)
 }
 
@@ -470,6 +470,10 @@ fn train(a: TrainArgs) -> Result<()> {
         };
         Trainer::new(&a.out, params, options, backend)?
     };
+    if let Backend::Gpu(ctx) = &trainer.backend {
+        let ctx = ctx.clone();
+        trainer.use_gpu_steps(ctx).context("moving the model to the GPU for training")?;
+    }
     let o = trainer.state.options.clone();
     let batches = data.captions.len().div_ceil(o.batch_size.max(1));
     let total = match o.max_steps {
@@ -501,22 +505,60 @@ fn train(a: TrainArgs) -> Result<()> {
 
 fn bench_train(a: BenchTrainArgs) -> Result<()> {
     let module = parse_module(&a.module, 3)?;
-    if a.backend != BackendChoice::Cpu {
-        bail!("training steps run on the CPU backend only so far (GPU backward kernels are in progress): use --backend cpu");
-    }
     let cfg = Config::default_sizes(module);
     let mut p = Params::init(cfg, 1);
     let b = a.batch_size.max(2);
     let (images, captions) = generated_inputs(&cfg, b, b, 14, 3);
     let mut adam = sgraf::train::Adam::new(&p);
     let opts = sgraf::train::StepOptions::default();
-    println!("CPU backend ({} threads)", rayon::current_num_threads());
+    let (backend, desc) = Backend::resolve(a.backend)?;
+    println!("{desc}");
     let mut times = Vec::new();
-    for s in 0..a.steps.max(1) {
-        let t = Instant::now();
-        let rep = sgraf::train::train_step(&mut p, &mut adam, &images, &captions, &opts, &mut Rng(s as u64))?;
-        times.push(t.elapsed().as_secs_f64());
-        println!("  step {s}: loss {:.4}, grad norm {:.3}, {:.2} s", rep.loss, rep.grad_norm, times[s]);
+    match backend {
+        Backend::Cpu => {
+            if a.memory_only {
+                bail!("--memory-only measures GPU memory: use --backend gpu");
+            }
+            for s in 0..a.steps.max(1) {
+                let t = Instant::now();
+                let rep = sgraf::train::train_step(&mut p, &mut adam, &images, &captions, &opts, &mut Rng(s as u64))?;
+                times.push(t.elapsed().as_secs_f64());
+                println!("  step {s}: loss {:.4}, grad norm {:.3}, {:.2} s", rep.loss, rep.grad_norm, times[s]);
+            }
+        }
+        Backend::Gpu(ctx) => {
+            use sgraf::gpu::train::GpuTrainer;
+            ctx.pool().clear();
+            ctx.pool().reset_peak();
+            let mut t = GpuTrainer::new(ctx.clone(), &p, &adam)?;
+            let resident = ctx.pool().in_use_bytes();
+            let (peak, cbs) = t.measure_step_memory(&images, &captions, &opts, &mut Rng(0))?;
+            let mib = |x: u64| x as f64 / (1u64 << 20) as f64;
+            println!(
+                "  peak GPU memory of one step (sum of tensor buffers in use at once): {:.0} MiB \
+                 ({:.0} MiB parameters, gradients and Adam state; caption chunks of ≤ {:.0} MiB per-pair tensor; {cbs} command buffers); \
+                 {:.0} MiB with the buffer pool's free buffers",
+                mib(peak),
+                mib(resident),
+                mib(t.chunk_bytes),
+                mib(ctx.pool().peak_live_bytes())
+            );
+            if a.memory_only {
+                return Ok(());
+            }
+            ctx.pool().reset_peak();
+            for s in 0..a.steps.max(1) {
+                let t0 = Instant::now();
+                let rep = t.step_blocking(&images, &captions, &opts, &mut Rng(s as u64))?;
+                times.push(t0.elapsed().as_secs_f64());
+                println!("  step {s}: loss {:.4}, grad norm {:.3}, {:.2} s", rep.loss, rep.grad_norm, times[s]);
+            }
+            println!(
+                "  peak GPU memory over the timed steps: {:.0} MiB in use, {:.0} MiB with the pool's free buffers",
+                mib(ctx.pool().peak_bytes()),
+                mib(ctx.pool().peak_live_bytes())
+            );
+        }
     }
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     println!(

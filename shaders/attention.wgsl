@@ -6,6 +6,13 @@
 //                              one thread per (image·region, caption)
 //   attention_forward_softmax  attn[i, w, r] = softmax over r of 9 · LeakyReLU(a[i·R + r, w]) · inv_norm[i·R + r, c(w)];
 //                              one thread per (image, word)
+//
+// Backward (the products and the l2norm of ctx run in linear_* / l2norm_*):
+//   attention_backward_softmax da[i·R + r, w] = λ · attn[i, w, r] · (dattn[i, w, r] − Σ_r' attn·dattn);
+//                              one thread per (image, word)
+//   attention_backward_norm    through an = LeakyReLU(a) / (‖·‖ + 1e-8) over each caption's
+//                              words, da in place (as cpu::attention::backward_image);
+//                              one thread per (image·region, caption)
 
 struct Params {
     n_img: u32,
@@ -106,5 +113,78 @@ fn attention_forward_softmax(
     }
     for (var reg = 0u; reg < p.r; reg++) {
         attn[idx * p.r + reg] = z[reg] / total;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Backward
+
+// attention_backward_softmax
+@group(0) @binding(1) var<storage, read> sb_attn: array<f32>;        // [n_img, n_words, R]
+@group(0) @binding(2) var<storage, read> sb_dattn: array<f32>;       // [n_img, n_words, R]
+// attention_backward_softmax (written), attention_backward_norm (in place)
+@group(0) @binding(3) var<storage, read_write> da: array<f32>;       // [n_img·R, n_words]
+
+@compute @workgroup_size(256)
+fn attention_backward_softmax(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.n_words) {
+        return;
+    }
+    let i = idx / p.n_words;
+    let w = idx % p.n_words;
+    var dot = 0.0;
+    for (var reg = 0u; reg < p.r; reg++) {
+        dot += sb_attn[idx * p.r + reg] * sb_dattn[idx * p.r + reg];
+    }
+    for (var reg = 0u; reg < p.r; reg++) {
+        let y = sb_attn[idx * p.r + reg];
+        da[(i * p.r + reg) * p.n_words + w] = p.lambda * (y * (sb_dattn[idx * p.r + reg] - dot));
+    }
+}
+
+// attention_backward_norm: a (binding 1), word_off (binding 2), da (binding 3)
+@compute @workgroup_size(256)
+fn attention_backward_norm(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.r * p.n_cap) {
+        return;
+    }
+    let row = idx / p.n_cap;
+    let c = idx % p.n_cap;
+    let w0 = word_off[c];
+    let w1 = word_off[c + 1u];
+    var ss = 0.0;
+    for (var w = w0; w < w1; w++) {
+        let x = leaky(a[row * p.n_words + w]);
+        ss += x * x;
+    }
+    let norm = sqrt(ss);
+    let d = norm + 1e-8;
+    var dot = 0.0;
+    for (var w = w0; w < w1; w++) {
+        dot += (leaky(a[row * p.n_words + w]) / d) * da[row * p.n_words + w];
+    }
+    var kk = 0.0;
+    if (norm > 0.0) {
+        kk = dot / norm;
+    }
+    for (var w = w0; w < w1; w++) {
+        let x = a[row * p.n_words + w];
+        let an = leaky(x) / d;
+        let dal = da[row * p.n_words + w] / d - an * kk;
+        var g = dal;
+        if (x <= 0.0) {
+            g = p.slope * dal;
+        }
+        da[row * p.n_words + w] = g;
     }
 }

@@ -12,6 +12,22 @@
 //   gru_forward_combine  t = l2norm((h_fwd + h_bwd) / 2) per (caption, position),
 //                        written padded [n_cap, l_max, E] (zeros past L) or
 //                        packed [n_words, E] (row word_off[c] + j).
+//
+// Training (packed rows: caption c's token pos is row word_off[c] + pos):
+//   gru_forward_step_train  gru_forward_step on packed rows, also keeping the
+//                           gates r, z, n and W_hn·h + b_hn of every row.
+//   gru_forward_average     t = (h_fwd + h_bwd)/2 element-wise (l2norm follows).
+//   gru_backward_cell       time step s of one direction, backward through the
+//                           cell for every caption with s < L: from
+//                           d = dh_run[c] + dh_scale·dh[row] writes dgi[row]
+//                           (gradient of x·W_ihᵀ + b_ih), dgh[c] (of
+//                           h_prev·W_hhᵀ + b_hh; zero for finished captions) and
+//                           dh_run[c] = d·z (the W_hh path is added next).
+//   gru_backward_hidden     dh_run [n_cap, E] += dgh [n_cap, 3E] · W_hh [3E, E];
+//                           tiles of 32 captions × 32 units as gru_forward_step.
+//   gru_backward_gather     after all steps: h_prev [n_words, E] (the state each
+//                           row read, zero at a caption's first step) and
+//                           dgh_all [n_words, 3E] for the weight gradient of W_hh.
 
 struct Params {
     n_cap: u32,
@@ -20,7 +36,7 @@ struct Params {
     step: u32,     // s
     reverse: u32,  // 1 = backward direction
     packed: u32,   // combine: 1 = packed output
-    _pad0: u32,
+    dh_scale: f32, // gru_backward_cell: factor on the output gradient (0.5: the directions are averaged)
     _pad1: u32,
 }
 
@@ -248,4 +264,313 @@ fn gru_forward_combine(
         }
         t[dst + j] = v;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Training forward (packed rows)
+
+// gru_forward_step_train: gi (binding 1) is [n_words, 3E]; w_hh, b_hh, lengths as above.
+@group(0) @binding(5) var<storage, read> woff: array<u32>;             // [n_cap + 1] word_off
+@group(0) @binding(6) var<storage, read_write> hp: array<f32>;         // [n_words, E] hidden states
+@group(0) @binding(7) var<storage, read_write> gates: array<f32>;      // [n_words, 4E] r, z, n, W_hn·h + b_hn
+
+// Packed row caption c reads at step p.step, or -1 when the caption is done.
+fn cur_row_packed(c: u32) -> i32 {
+    if (c >= p.n_cap) {
+        return -1;
+    }
+    let len = lengths[c];
+    if (p.step >= len) {
+        return -1;
+    }
+    if (p.reverse == 1u) {
+        return i32(woff[c] + len - 1u - p.step);
+    }
+    return i32(woff[c] + p.step);
+}
+
+// Packed row holding caption c's previous hidden state; -1 = zero state.
+fn prev_row_packed(c: u32) -> i32 {
+    let row = cur_row_packed(c);
+    if (row < 0 || p.step == 0u) {
+        return -1;
+    }
+    if (p.reverse == 1u) {
+        return row + 1;
+    }
+    return row - 1;
+}
+
+@compute @workgroup_size(256)
+fn gru_forward_step_train(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c0 = wid.y * TC;
+    let u0 = wid.x * TU;
+    let e = p.e;
+    let tx = li % 16u;
+    let ty = li / 16u;
+
+    var acc: array<f32, 12>;   // [caption 2][unit 2][gate 3]
+    for (var i = 0u; i < 12u; i++) {
+        acc[i] = 0.0;
+    }
+    let lc = li / 8u;
+    let lk = 2u * (li % 8u);
+    let hrow = prev_row_packed(c0 + lc);
+
+    let slices = (e + TK - 1u) / TK;
+    for (var s = 0u; s < slices; s++) {
+        let k0 = s * TK;
+        for (var q = 0u; q < 2u; q++) {
+            let kk = lk + q;
+            var v = 0.0;
+            if (hrow >= 0 && k0 + kk < e) {
+                v = hp[u32(hrow) * e + k0 + kk];
+            }
+            hs[kk * TC + lc] = v;
+        }
+        for (var q = 0u; q < 6u; q++) {
+            let t = q * 256u + li;
+            let kk = t % TK;
+            let gu = t / TK;
+            let g = gu / TU;
+            let u = gu % TU;
+            var v = 0.0;
+            if (u0 + u < e && k0 + kk < e) {
+                v = w_hh[(g * e + u0 + u) * e + k0 + kk];
+            }
+            ws[(g * TK + kk) * TU + u] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let h0 = hs[kk * TC + 2u * ty];
+            let h1 = hs[kk * TC + 2u * ty + 1u];
+            for (var g = 0u; g < 3u; g++) {
+                let w0 = ws[(g * TK + kk) * TU + 2u * tx];
+                let w1 = ws[(g * TK + kk) * TU + 2u * tx + 1u];
+                acc[g] += h0 * w0;
+                acc[3u + g] += h0 * w1;
+                acc[6u + g] += h1 * w0;
+                acc[9u + g] += h1 * w1;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var a = 0u; a < 2u; a++) {
+        let c = c0 + 2u * ty + a;
+        let row = cur_row_packed(c);
+        if (row < 0) {
+            continue;
+        }
+        let prow = prev_row_packed(c);
+        for (var b = 0u; b < 2u; b++) {
+            let j = u0 + 2u * tx + b;
+            if (j >= e) {
+                continue;
+            }
+            let gbase = u32(row) * 3u * e;
+            let ai = (a * 2u + b) * 3u;
+            let ghn = acc[ai + 2u] + b_hh[2u * e + j];
+            let r = sigmoid_acc(gi[gbase + j] + (acc[ai] + b_hh[j]));
+            let z = sigmoid_acc(gi[gbase + e + j] + (acc[ai + 1u] + b_hh[e + j]));
+            let n = tanh_acc(gi[gbase + 2u * e + j] + r * ghn);
+            var h = 0.0;
+            if (prow >= 0) {
+                h = hp[u32(prow) * e + j];
+            }
+            hp[u32(row) * e + j] = (1.0 - z) * n + z * h;
+            let gb = u32(row) * 4u * e;
+            gates[gb + j] = r;
+            gates[gb + e + j] = z;
+            gates[gb + 2u * e + j] = n;
+            gates[gb + 3u * e + j] = ghn;
+        }
+    }
+}
+
+// gru_forward_average
+@group(0) @binding(1) var<storage, read> avg_f: array<f32>;           // [n_words, E]
+@group(0) @binding(2) var<storage, read> avg_b: array<f32>;           // [n_words, E]
+@group(0) @binding(3) var<storage, read_write> avg_out: array<f32>;   // [n_words, E]
+
+// p.step holds n_words·E here.
+@compute @workgroup_size(256)
+fn gru_forward_average(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (i >= p.step) {
+        return;
+    }
+    avg_out[i] = (avg_f[i] + avg_b[i]) / 2.0;
+}
+
+// ---------------------------------------------------------------------------
+// Backward through time
+
+// gru_backward_cell (lengths at binding 4, woff at 5 as above)
+@group(0) @binding(1) var<storage, read> bc_dh: array<f32>;            // [n_words, E] gradient of the outputs
+@group(0) @binding(2) var<storage, read> bc_gates: array<f32>;         // [n_words, 4E]
+@group(0) @binding(3) var<storage, read> bc_h: array<f32>;             // [n_words, E] hidden states
+@group(0) @binding(6) var<storage, read_write> dh_run: array<f32>;     // [n_cap, E] gradient flowing into the state
+@group(0) @binding(7) var<storage, read_write> dgi: array<f32>;        // [n_words, 3E]
+@group(0) @binding(8) var<storage, read_write> dgh: array<f32>;        // [n_cap, 3E] this step
+
+@compute @workgroup_size(256)
+fn gru_backward_cell(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    let e = p.e;
+    if (idx >= p.n_cap * e) {
+        return;
+    }
+    let c = idx / e;
+    let k = idx % e;
+    let row = cur_row_packed(c);
+    if (row < 0) {
+        dgh[c * 3u * e + k] = 0.0;
+        dgh[c * 3u * e + e + k] = 0.0;
+        dgh[c * 3u * e + 2u * e + k] = 0.0;
+        return;
+    }
+    let ur = u32(row);
+    let prow = prev_row_packed(c);
+    var hprev = 0.0;
+    if (prow >= 0) {
+        hprev = bc_h[u32(prow) * e + k];
+    }
+    let gb = ur * 4u * e;
+    let r = bc_gates[gb + k];
+    let z = bc_gates[gb + e + k];
+    let n = bc_gates[gb + 2u * e + k];
+    let ghn = bc_gates[gb + 3u * e + k];
+    let d = dh_run[idx] + p.dh_scale * bc_dh[ur * e + k];   // h' = (1 − z)·n + z·h
+    let dn = d * (1.0 - z);
+    let dz = d * (hprev - n);
+    let dpre_n = dn * (1.0 - n * n);                          // n = tanh(gi_n + r·ghn)
+    let dpre_z = dz * z * (1.0 - z);
+    let dpre_r = dpre_n * ghn * r * (1.0 - r);
+    dgi[ur * 3u * e + k] = dpre_r;
+    dgi[ur * 3u * e + e + k] = dpre_z;
+    dgi[ur * 3u * e + 2u * e + k] = dpre_n;
+    dgh[c * 3u * e + k] = dpre_r;
+    dgh[c * 3u * e + e + k] = dpre_z;
+    dgh[c * 3u * e + 2u * e + k] = dpre_n * r;
+    dh_run[idx] = d * z;
+}
+
+// gru_backward_hidden (w_hh at binding 2 as above)
+@group(0) @binding(1) var<storage, read> bh_dgh: array<f32>;           // [n_cap, 3E]
+@group(0) @binding(3) var<storage, read_write> bh_dh: array<f32>;      // [n_cap, E] (+=)
+
+@compute @workgroup_size(256)
+fn gru_backward_hidden(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+) {
+    let c0 = wid.y * TC;
+    let u0 = wid.x * TU;
+    let e = p.e;
+    let e3 = 3u * e;
+    let tx = li % 16u;     // units u0 + 2·tx + {0, 1}
+    let ty = li / 16u;     // captions c0 + 2·ty + {0, 1}
+    var acc: array<f32, 4>;   // [caption 2][unit 2]
+    for (var i = 0u; i < 4u; i++) {
+        acc[i] = 0.0;
+    }
+    // Loader roles: dgh slice, caption li / 8, j 2·(li % 8) + {0, 1};
+    // W slice, j li / 16, units 2·(li % 16) + {0, 1}.
+    let lc = li / 8u;
+    let lk = 2u * (li % 8u);
+    let wk = li / 16u;
+    let wu = 2u * (li % 16u);
+    let slices = (e3 + TK - 1u) / TK;
+    for (var s = 0u; s < slices; s++) {
+        let j0 = s * TK;
+        for (var q = 0u; q < 2u; q++) {
+            var v = 0.0;
+            if (c0 + lc < p.n_cap && j0 + lk + q < e3) {
+                v = bh_dgh[(c0 + lc) * e3 + j0 + lk + q];
+            }
+            hs[(lk + q) * TC + lc] = v;
+            var w = 0.0;
+            if (j0 + wk < e3 && u0 + wu + q < e) {
+                w = w_hh[(j0 + wk) * e + u0 + wu + q];
+            }
+            ws[wk * TU + wu + q] = w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let d0 = hs[kk * TC + 2u * ty];
+            let d1 = hs[kk * TC + 2u * ty + 1u];
+            let w0 = ws[kk * TU + 2u * tx];
+            let w1 = ws[kk * TU + 2u * tx + 1u];
+            acc[0] += d0 * w0;
+            acc[1] += d0 * w1;
+            acc[2] += d1 * w0;
+            acc[3] += d1 * w1;
+        }
+        workgroupBarrier();
+    }
+    for (var a = 0u; a < 2u; a++) {
+        let c = c0 + 2u * ty + a;
+        if (c >= p.n_cap) {
+            continue;
+        }
+        for (var b = 0u; b < 2u; b++) {
+            let j = u0 + 2u * tx + b;
+            if (j < e) {
+                bh_dh[c * e + j] = bh_dh[c * e + j] + acc[a * 2u + b];
+            }
+        }
+    }
+}
+
+// gru_backward_gather
+@group(0) @binding(1) var<storage, read> ga_h: array<f32>;             // [n_words, E]
+@group(0) @binding(2) var<storage, read> ga_word_cap: array<u32>;      // [n_words]
+@group(0) @binding(3) var<storage, read> ga_woff: array<u32>;          // [n_cap + 1]
+@group(0) @binding(4) var<storage, read> ga_dgi: array<f32>;           // [n_words, 3E]
+@group(0) @binding(5) var<storage, read> ga_gates: array<f32>;         // [n_words, 4E]
+@group(0) @binding(6) var<storage, read_write> ga_hprev: array<f32>;   // [n_words, E]
+@group(0) @binding(7) var<storage, read_write> ga_dgh: array<f32>;     // [n_words, 3E]
+
+// p.step holds n_words here.
+@compute @workgroup_size(256)
+fn gru_backward_gather(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    let e = p.e;
+    if (idx >= p.step * e) {
+        return;
+    }
+    let row = idx / e;
+    let k = idx % e;
+    let c = ga_word_cap[row];
+    let first = ga_woff[c];
+    let last = ga_woff[c + 1u] - 1u;
+    var hprev = 0.0;
+    if (p.reverse == 1u) {
+        if (row < last) {
+            hprev = ga_h[(row + 1u) * e + k];
+        }
+    } else if (row > first) {
+        hprev = ga_h[(row - 1u) * e + k];
+    }
+    ga_hprev[idx] = hprev;
+    let r = ga_gates[row * 4u * e + k];
+    ga_dgh[row * 3u * e + k] = ga_dgi[row * 3u * e + k];
+    ga_dgh[row * 3u * e + e + k] = ga_dgi[row * 3u * e + e + k];
+    ga_dgh[row * 3u * e + 2u * e + k] = ga_dgi[row * 3u * e + 2u * e + k] * r;
 }

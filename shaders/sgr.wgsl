@@ -19,6 +19,8 @@
 //                        `dlogit`, and dX += Aᵀ·dY.
 //   sgr_backward_qk      one workgroup per (caption, image): dQ = dL·K, dK = dLᵀ·Q
 //                        (written, every node row belongs to exactly one graph).
+//   sgr_backward_gather  backward of sgr_forward_gather: dX[i, node_off[c]] += ds[i, c];
+//                        one thread per element.
 
 struct Params {
     n_img: u32,
@@ -394,4 +396,26 @@ fn sgr_backward_qk(
         bq_dq[(n0 + r) * sd + t] = aq;
         bq_dk[(n0 + r) * sd + t] = ak;
     }
+}
+
+// sgr_backward_gather (offs at binding 2 as above)
+@group(0) @binding(1) var<storage, read> bg_ds: array<f32>;          // [n_img, n_cap, S]
+@group(0) @binding(3) var<storage, read_write> bg_dx: array<f32>;    // [n_img, n_nodes, S] (+=)
+
+@compute @workgroup_size(256)
+fn sgr_backward_gather(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_img * p.n_cap * p.s) {
+        return;
+    }
+    let pair = idx / p.s;
+    let kk = idx % p.s;
+    let i = pair / p.n_cap;
+    let c = pair % p.n_cap;
+    let dst = (i * p.n_nodes + offs[c]) * p.s + kk;
+    bg_dx[dst] = bg_dx[dst] + bg_ds[idx];
 }

@@ -5,11 +5,19 @@
 //   text_sa_forward       one workgroup per caption: scores_j = (l_j ⊙ g_c)·w_c + b_c,
 //                         w = softmax over the caption's words,
 //                         t_glo = l2norm(Σ_j w_j t_j)
+//
+// Training:
+//   text_sa_forward_pool       u[c] = Σ_j w_j t_j (not normalised; the l2norm keeping norms follows)
+//   text_sa_backward_scores    one workgroup per caption: dw_j = t_j·du_c, dt_j += w_j du_c,
+//                              dscore = softmax backward (w ⊙ (dw − Σ w dw))
+//   text_sa_backward_branches  one thread per (caption, e): dl_j = ds_j g_c w_c,
+//                              dg_c = Σ_j ds_j l_j w_c, per-caption part of dw_c = Σ_j ds_j l_j g_c
+//   text_sa_backward_mean      dt_j += dmean_c / L_c; one thread per (word, e)
 
 struct Params {
     n_cap: u32,
     e: u32,
-    _pad0: u32,
+    n_words: u32,   // text_sa_backward_mean only
     _pad1: u32,
 }
 
@@ -174,4 +182,139 @@ fn text_sa_forward(
     for (var k = li; k < p.e; k += 256u) {
         t_glo[c * p.e + k] = t_glo[c * p.e + k] / norm;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Training
+
+// text_sa_forward_pool
+@group(0) @binding(1) var<storage, read> fp_t: array<f32>;           // [n_words, E]
+@group(0) @binding(2) var<storage, read> fp_w: array<f32>;           // [n_words] softmax weights
+@group(0) @binding(3) var<storage, read> fp_off: array<u32>;         // [n_cap + 1] word_off
+@group(0) @binding(4) var<storage, read_write> fp_u: array<f32>;     // [n_cap, E]
+
+@compute @workgroup_size(256)
+fn text_sa_forward_pool(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_cap * p.e) {
+        return;
+    }
+    let c = idx / p.e;
+    let k = idx % p.e;
+    var o = 0.0;
+    for (var w = fp_off[c]; w < fp_off[c + 1u]; w++) {
+        o += fp_w[w] * fp_t[w * p.e + k];
+    }
+    fp_u[idx] = o;
+}
+
+// text_sa_backward_scores
+@group(0) @binding(1) var<storage, read> bs_du: array<f32>;          // [n_cap, E] gradient of u
+@group(0) @binding(2) var<storage, read> bs_t: array<f32>;           // [n_words, E]
+@group(0) @binding(3) var<storage, read> bs_w: array<f32>;           // [n_words] softmax weights
+@group(0) @binding(4) var<storage, read> bs_off: array<u32>;         // [n_cap + 1] word_off
+@group(0) @binding(5) var<storage, read_write> bs_dt: array<f32>;    // [n_words, E] (+=)
+@group(0) @binding(6) var<storage, read_write> bs_ds: array<f32>;    // [n_words] gradient of the scores
+
+@compute @workgroup_size(256)
+fn text_sa_backward_scores(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let c = wid.x + wid.y * nwg.x;
+    if (c >= p.n_cap) {
+        return;
+    }
+    if (li == 0u) {
+        wg_range = vec2<u32>(bs_off[c], bs_off[c + 1u]);
+    }
+    let range = workgroupUniformLoad(&wg_range);
+    let w0 = range.x;
+    let w1 = range.y;
+    // dw_j = t_j · du_c (kept in bs_ds until the softmax backward), dt_j += w_j du_c
+    var dot = 0.0;
+    for (var w = w0; w < w1; w++) {
+        var s = 0.0;
+        let wj = bs_w[w];
+        for (var k = li; k < p.e; k += 256u) {
+            let g = bs_du[c * p.e + k];
+            s += bs_t[w * p.e + k] * g;
+            bs_dt[w * p.e + k] = bs_dt[w * p.e + k] + wj * g;
+        }
+        let dw = block_sum(li, s);
+        dot += wj * dw;
+        if (li == 0u) {
+            bs_ds[w] = dw;
+        }
+    }
+    storageBarrier();
+    for (var w = w0 + li; w < w1; w += 256u) {
+        bs_ds[w] = bs_w[w] * (bs_ds[w] - dot);
+    }
+}
+
+// text_sa_backward_branches
+@group(0) @binding(1) var<storage, read> br_ds: array<f32>;          // [n_words] gradient of the scores
+@group(0) @binding(2) var<storage, read> br_l: array<f32>;           // [n_words, E] local branch (after dropout)
+@group(0) @binding(3) var<storage, read> br_g: array<f32>;           // [n_cap, E] global branch (after dropout)
+@group(0) @binding(4) var<storage, read> br_wc: array<f32>;          // [E] embedding_common weight
+@group(0) @binding(5) var<storage, read> br_off: array<u32>;         // [n_cap + 1] word_off
+@group(0) @binding(6) var<storage, read_write> br_dl: array<f32>;    // [n_words, E] (=)
+@group(0) @binding(7) var<storage, read_write> br_dg: array<f32>;    // [n_cap, E] (=)
+@group(0) @binding(8) var<storage, read_write> br_dwc: array<f32>;   // [n_cap, E] per-caption part of dw_c
+
+@compute @workgroup_size(256)
+fn text_sa_backward_branches(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_cap * p.e) {
+        return;
+    }
+    let c = idx / p.e;
+    let k = idx % p.e;
+    let gk = br_g[idx];
+    let wk = br_wc[k];
+    var dg = 0.0;
+    var dwc = 0.0;
+    for (var w = br_off[c]; w < br_off[c + 1u]; w++) {
+        let ds = br_ds[w];
+        let lk = br_l[w * p.e + k];
+        br_dl[w * p.e + k] = ds * gk * wk;
+        dg += ds * lk * wk;
+        dwc += ds * lk * gk;
+    }
+    br_dg[idx] = dg;
+    br_dwc[idx] = dwc;
+}
+
+// text_sa_backward_mean
+@group(0) @binding(1) var<storage, read> bm_dmean: array<f32>;       // [n_cap, E]
+@group(0) @binding(2) var<storage, read> bm_word_cap: array<u32>;    // [n_words]
+@group(0) @binding(3) var<storage, read> bm_off: array<u32>;         // [n_cap + 1] word_off
+@group(0) @binding(4) var<storage, read_write> bm_dt: array<f32>;    // [n_words, E] (+=)
+
+// p._pad0 holds n_words here.
+@compute @workgroup_size(256)
+fn text_sa_backward_mean(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n_words * p.e) {
+        return;
+    }
+    let w = idx / p.e;
+    let k = idx % p.e;
+    let c = bm_word_cap[w];
+    let len = f32(bm_off[c + 1u] - bm_off[c]);
+    bm_dt[idx] = bm_dt[idx] + bm_dmean[c * p.e + k] / len;
 }

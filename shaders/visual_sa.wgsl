@@ -4,6 +4,14 @@
 //   visual_sa_forward_mean  v̄[i] = mean over the 36 regions of v[i]; one thread per (i, e)
 //   visual_sa_forward       one workgroup per image: scores_r = (l_r ⊙ g)·w_c + b_c,
 //                           w = softmax over regions, v_glo = l2norm(Σ_r w_r v_r)
+//
+// Training:
+//   visual_sa_forward_pool       u[i] = Σ_r w_r v_r (not normalised; the l2norm keeping norms follows)
+//   visual_sa_backward_scores    one workgroup per image: dw_r = v_r·du_i, dv_r += w_r du_i,
+//                                dscore = softmax backward (w ⊙ (dw − Σ w dw))
+//   visual_sa_backward_branches  one thread per (image, e): dl_r = ds_r g_i w_c,
+//                                dg_i = Σ_r ds_r l_r w_c, per-image part of dw_c = Σ_r ds_r l_r g_i
+//   visual_sa_backward_mean      dv[i, r] += dmean[i] / R; one thread per (image, region, e)
 
 struct Params {
     n: u32,        // images
@@ -151,4 +159,126 @@ fn visual_sa_forward(
     for (var k = li; k < p.e; k += 256u) {
         v_glo[i * p.e + k] = v_glo[i * p.e + k] / norm;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Training
+
+// visual_sa_forward_pool
+@group(0) @binding(1) var<storage, read> fp_v: array<f32>;           // [n, r, E]
+@group(0) @binding(2) var<storage, read> fp_w: array<f32>;           // [n, r] softmax weights
+@group(0) @binding(3) var<storage, read_write> fp_u: array<f32>;     // [n, E]
+
+@compute @workgroup_size(256)
+fn visual_sa_forward_pool(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n * p.e) {
+        return;
+    }
+    let i = idx / p.e;
+    let k = idx % p.e;
+    var o = 0.0;
+    for (var reg = 0u; reg < p.r; reg++) {
+        o += fp_w[i * p.r + reg] * fp_v[(i * p.r + reg) * p.e + k];
+    }
+    fp_u[idx] = o;
+}
+
+// visual_sa_backward_scores
+@group(0) @binding(1) var<storage, read> bs_du: array<f32>;          // [n, E] gradient of u
+@group(0) @binding(2) var<storage, read> bs_v: array<f32>;           // [n, r, E]
+@group(0) @binding(3) var<storage, read> bs_w: array<f32>;           // [n, r] softmax weights
+@group(0) @binding(4) var<storage, read_write> bs_dv: array<f32>;    // [n, r, E] (+=)
+@group(0) @binding(5) var<storage, read_write> bs_ds: array<f32>;    // [n, r] gradient of the scores
+
+@compute @workgroup_size(256)
+fn visual_sa_backward_scores(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let i = wid.x + wid.y * nwg.x;
+    if (i >= p.n) {
+        return;
+    }
+    var dot = 0.0;
+    for (var reg = 0u; reg < p.r; reg++) {
+        let wr_i = bs_w[i * p.r + reg];
+        let row = (i * p.r + reg) * p.e;
+        var s = 0.0;
+        for (var k = li; k < p.e; k += 256u) {
+            let g = bs_du[i * p.e + k];
+            s += bs_v[row + k] * g;
+            bs_dv[row + k] = bs_dv[row + k] + wr_i * g;
+        }
+        let dw = block_sum(li, s);
+        dot += wr_i * dw;
+        if (li == 0u) {
+            wr[reg] = dw;
+        }
+    }
+    workgroupBarrier();
+    if (li < p.r) {
+        bs_ds[i * p.r + li] = bs_w[i * p.r + li] * (wr[li] - dot);
+    }
+}
+
+// visual_sa_backward_branches
+@group(0) @binding(1) var<storage, read> br_ds: array<f32>;          // [n, r] gradient of the scores
+@group(0) @binding(2) var<storage, read> br_l: array<f32>;           // [n, r, E] local branch (after dropout)
+@group(0) @binding(3) var<storage, read> br_g: array<f32>;           // [n, E] global branch (after dropout)
+@group(0) @binding(4) var<storage, read> br_wc: array<f32>;          // [E] embedding_common weight
+@group(0) @binding(5) var<storage, read_write> br_dl: array<f32>;    // [n, r, E] (=)
+@group(0) @binding(6) var<storage, read_write> br_dg: array<f32>;    // [n, E] (=)
+@group(0) @binding(7) var<storage, read_write> br_dwc: array<f32>;   // [n, E] per-image part of dw_c
+
+@compute @workgroup_size(256)
+fn visual_sa_backward_branches(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n * p.e) {
+        return;
+    }
+    let i = idx / p.e;
+    let k = idx % p.e;
+    let gk = br_g[idx];
+    let wk = br_wc[k];
+    var dg = 0.0;
+    var dwc = 0.0;
+    for (var reg = 0u; reg < p.r; reg++) {
+        let ds = br_ds[i * p.r + reg];
+        let row = (i * p.r + reg) * p.e;
+        let lk = br_l[row + k];
+        br_dl[row + k] = ds * gk * wk;
+        dg += ds * lk * wk;
+        dwc += ds * lk * gk;
+    }
+    br_dg[idx] = dg;
+    br_dwc[idx] = dwc;
+}
+
+// visual_sa_backward_mean
+@group(0) @binding(1) var<storage, read> bm_dmean: array<f32>;       // [n, E]
+@group(0) @binding(2) var<storage, read_write> bm_dv: array<f32>;    // [n, r, E] (+=)
+
+@compute @workgroup_size(256)
+fn visual_sa_backward_mean(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let idx = (wid.x + wid.y * nwg.x) * 256u + li;
+    if (idx >= p.n * p.r * p.e) {
+        return;
+    }
+    let i = idx / (p.r * p.e);
+    let k = idx % p.e;
+    bm_dv[idx] = bm_dv[idx] + bm_dmean[i * p.e + k] / f32(p.r);
 }

@@ -1,5 +1,7 @@
 //! `sgraf train` end to end: one official training step through the binary
-//! (golden `step.*`), and `--resume` after a kill equal to an uninterrupted run.
+//! (golden `step.*`) on the CPU and on the GPU backend, and `--resume` after a
+//! kill equal to an uninterrupted run. The GPU cases need an adapter (lavapipe:
+//! run with `WGPU_BACKEND=vulkan`) and fail without one.
 
 mod common;
 use common::*;
@@ -29,7 +31,7 @@ fn run_ok(args: &[&str]) {
     assert!(out.status.success(), "sgraf {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn golden_step(module: &str) {
+fn golden_step(module: &str, backend: &str) {
     let data = train_dir(module);
     let out = tempfile::tempdir().unwrap();
     let ck = golden_dir().join("small_float32_cli").join(module).join("checkpoint.safetensors");
@@ -47,7 +49,7 @@ fn golden_step(module: &str) {
         "--dropout",
         "0",
         "--backend",
-        "cpu",
+        backend,
         "--out",
         out.path().to_str().unwrap(),
     ]);
@@ -68,12 +70,15 @@ fn golden_step(module: &str) {
                         _ => f32::INFINITY, // BatchNorm buffers: always compared
                     };
                     let tol = if gi > 1e-6 { 2e-6 } else { 2e-4 + 2e-6 }; // first Adam step moves by ≤ lr
-                    assert!((g - x).abs() <= tol, "{module} {wk}[{i}]: got {g}, expected {x} (|grad| {gi:e})");
+                    assert!(
+                        (g - x).abs() <= tol,
+                        "{module} ({backend}) {wk}[{i}]: got {g}, expected {x} (|grad| {gi:e})"
+                    );
                     compared += 1;
                 }
             }
             sgraf::model::params::RawTensor::I64 { data, .. } => {
-                assert_eq!(data[0], i64s(&want, &wk)[0], "{module} {wk}");
+                assert_eq!(data[0], i64s(&want, &wk)[0], "{module} ({backend}) {wk}");
             }
         }
     }
@@ -82,12 +87,45 @@ fn golden_step(module: &str) {
 
 #[test]
 fn train_one_step_matches_golden_sgr() {
-    golden_step("SGR");
+    golden_step("SGR", "cpu");
 }
 
 #[test]
 fn train_one_step_matches_golden_saf() {
-    golden_step("SAF");
+    golden_step("SAF", "cpu");
+}
+
+#[test]
+fn gpu_train_one_step_matches_golden_sgr() {
+    golden_step("SGR", "gpu");
+}
+
+#[test]
+fn gpu_train_one_step_matches_golden_saf() {
+    golden_step("SAF", "gpu");
+}
+
+/// `sgraf bench train --backend gpu --memory-only` records one default-size
+/// B = 128 step without running it and reports its peak GPU memory, which
+/// must exceed what the model, its gradients and Adam state take.
+#[test]
+fn gpu_bench_train_reports_step_memory() {
+    let out = sgraf().args(["bench", "train", "--backend", "gpu", "--memory-only"]).output().expect("run sgraf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    let line = text.lines().find(|l| l.contains("peak GPU memory of one step")).expect("memory line");
+    let mib: Vec<f64> = line
+        .split_whitespace()
+        .zip(line.split_whitespace().skip(1))
+        .filter(|(_, unit)| unit.starts_with("MiB"))
+        .filter_map(|(v, _)| v.trim_start_matches('(').parse().ok())
+        .collect();
+    assert!(mib.len() >= 2, "no MiB figures in {line:?}");
+    let (peak, resident) = (mib[0], mib[1]);
+    println!("{line}");
+    // SGR at default sizes: ~18.1 M parameters × 4 copies ≈ 276 MiB resident
+    assert!((250.0..300.0).contains(&resident), "resident {resident} MiB in {line:?}");
+    assert!(peak > resident + 256.0, "peak {peak} MiB should exceed the resident {resident} MiB by the activations");
 }
 
 fn last_state_step(out: &Path) -> Option<u64> {
@@ -100,6 +138,17 @@ fn last_state_step(out: &Path) -> Option<u64> {
 /// that was never interrupted: the parameters must be identical.
 #[test]
 fn resume_after_kill_equals_uninterrupted_run() {
+    resume_after_kill("cpu", "40");
+}
+
+/// The same on the GPU backend: the model and Adam state go to the device
+/// and back through every checkpoint, and the resumed run ends bit-identical.
+#[test]
+fn gpu_resume_after_kill_equals_uninterrupted_run() {
+    resume_after_kill("gpu", "12"); // lavapipe: slower steps
+}
+
+fn resume_after_kill(backend: &str, steps: &str) {
     let data = train_dir("SAF");
     let ck = golden_dir().join("small_float32_cli/SAF/checkpoint.safetensors");
     let base = |out: &Path, steps: &str| -> Vec<String> {
@@ -122,7 +171,7 @@ fn resume_after_kill_equals_uninterrupted_run() {
             "--log-step",
             "1",
             "--backend",
-            "cpu",
+            backend,
             "--out",
             out.to_str().unwrap(),
         ]
@@ -131,10 +180,10 @@ fn resume_after_kill_equals_uninterrupted_run() {
         .collect()
     };
     let full = tempfile::tempdir().unwrap();
-    run_ok(&base(full.path(), "40").iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    run_ok(&base(full.path(), steps).iter().map(|s| s.as_str()).collect::<Vec<_>>());
 
     let cut = tempfile::tempdir().unwrap();
-    let mut child = sgraf().args(base(cut.path(), "40")).spawn().expect("spawn");
+    let mut child = sgraf().args(base(cut.path(), steps)).spawn().expect("spawn");
     let t0 = std::time::Instant::now();
     loop {
         if last_state_step(cut.path()).is_some_and(|s| s >= 3) {
@@ -149,7 +198,7 @@ fn resume_after_kill_equals_uninterrupted_run() {
     child.kill().expect("kill");
     let _ = child.wait();
     let killed_at = last_state_step(cut.path()).unwrap();
-    let mut args = base(cut.path(), "40");
+    let mut args = base(cut.path(), steps);
     args.push("--resume".into());
     run_ok(&args.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     let a = std::fs::read(full.path().join("last.safetensors")).unwrap();
@@ -160,10 +209,10 @@ fn resume_after_kill_equals_uninterrupted_run() {
     for (k, v) in &ta {
         assert!(
             tb.get(k) == Some(v),
-            "{k} differs between the uninterrupted run and the run killed at step {killed_at} and resumed"
+            "{k} differs between the uninterrupted run and the run killed at step {killed_at} and resumed ({backend})"
         );
     }
-    assert!(killed_at < 40, "the run was not interrupted");
+    assert!(killed_at < steps.parse::<u64>().unwrap(), "the run was not interrupted");
 }
 
 /// A run with a dev split validates, logs R@K into metrics.jsonl, keeps

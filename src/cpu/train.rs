@@ -47,7 +47,7 @@ use super::{embed, gru, head, image_fc, loss, saf, sgr, similarity, text_sa, vis
 use crate::error::{Result, SgrafError};
 use crate::model::init::Rng;
 use crate::model::layout::TileLayout;
-use crate::model::params::{BatchNorm, Linear, Mode, Params, Reasoning, Saf, SgrStep, N_REGIONS};
+use crate::model::params::{BatchNorm, Config, Linear, Mode, Params, Reasoning, Saf, SgrStep, N_REGIONS};
 use crate::train::grads::{zeros_linear, zeros_reasoning};
 
 /// Options of one forward–backward.
@@ -97,10 +97,10 @@ pub fn dropout_mask(rng: &mut Rng, len: usize, p: f32) -> Option<Vec<f32>> {
     Some((0..len).map(|_| if rng.uniform() < p { 0.0 } else { keep }).collect())
 }
 
-fn check_inputs(p: &Params, images: &[f32], captions: &[Vec<u32>], opts: &Options) -> Result<()> {
+pub(crate) fn check_inputs(cfg: &Config, images: &[f32], captions: &[Vec<u32>], opts: &Options) -> Result<()> {
     let err = |m: String| Err(SgrafError::Input(m));
     let n = captions.len();
-    let di = p.cfg.img_dim;
+    let di = cfg.img_dim;
     if n == 0 {
         return err("training batch is empty: give at least one (image, caption) pair".into());
     }
@@ -123,8 +123,8 @@ fn check_inputs(p: &Params, images: &[f32], captions: &[Vec<u32>], opts: &Option
         if cap.is_empty() {
             return err(format!("caption {c} is empty (it needs at least its <start>/<end> tokens)"));
         }
-        if let Some(&id) = cap.iter().find(|&&id| id as usize >= p.cfg.vocab) {
-            return err(format!("caption {c} has token id {id}, outside the vocabulary of {}", p.cfg.vocab));
+        if let Some(&id) = cap.iter().find(|&&id| id as usize >= cfg.vocab) {
+            return err(format!("caption {c} has token id {id}, outside the vocabulary of {}", cfg.vocab));
         }
     }
     if !(0.0..1.0).contains(&opts.dropout) {
@@ -383,7 +383,7 @@ pub fn forward_backward(
     opts: &Options,
     rng: &mut Rng,
 ) -> Result<ForwardBackward> {
-    check_inputs(p, images, captions, opts)?;
+    check_inputs(&p.cfg, images, captions, opts)?;
     let (n, e, dw) = (captions.len(), p.cfg.embed, p.cfg.word_dim);
     let mode = opts.mode;
     let drop = if mode == Mode::Train { opts.dropout } else { 0.0 };

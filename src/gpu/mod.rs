@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod batchnorm;
 pub mod context;
+pub mod dropout;
 pub mod embed;
 pub mod gru;
 pub mod head;
@@ -21,6 +22,7 @@ pub mod sgr;
 pub mod similarity;
 pub mod tensor;
 pub mod text_sa;
+pub mod train;
 pub mod visual_sa;
 
 pub use context::GpuContext;

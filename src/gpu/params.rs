@@ -207,6 +207,86 @@ impl GpuParams {
     }
 }
 
+impl GpuParams {
+    /// The trainable tensors in the official order, the order of
+    /// `train::grads::trainable` (clipping and Adam walk this list).
+    pub fn trainable(&self) -> Vec<&GpuTensor> {
+        let mut v: Vec<&GpuTensor> = vec![&self.img_fc.w, &self.img_fc.b, &self.embed];
+        for g in [&self.gru_fwd, &self.gru_bwd] {
+            v.extend([&g.w_ih, &g.w_hh, &g.b_ih, &g.b_hh]);
+        }
+        let s = &self.v_sa;
+        v.extend([&s.local.w, &s.local.b, &s.local_bn.weight, &s.local_bn.bias]);
+        v.extend([&s.global.w, &s.global.b, &s.global_bn.weight, &s.global_bn.bias, &s.common.w, &s.common.b]);
+        let t = &self.t_sa;
+        v.extend([&t.local.w, &t.local.b, &t.global.w, &t.global.b, &t.common.w, &t.common.b]);
+        for l in [&self.sim_loc, &self.sim_glo, &self.sim_eval] {
+            v.extend([&l.w, &l.b]);
+        }
+        match &self.reasoning {
+            GpuReasoning::Sgr(steps) => {
+                for st in steps {
+                    for l in [&st.query, &st.key, &st.graph] {
+                        v.extend([&l.w, &l.b]);
+                    }
+                }
+            }
+            GpuReasoning::Saf(saf) => v.extend([&saf.attn.w, &saf.attn.b, &saf.bn.weight, &saf.bn.bias]),
+        }
+        v
+    }
+
+    /// Every BatchNorm of the model (VisualSA local, global, then SAF's).
+    fn batch_norms(&self) -> Vec<&GpuBatchNorm> {
+        let mut v = vec![&self.v_sa.local_bn, &self.v_sa.global_bn];
+        if let GpuReasoning::Saf(saf) = &self.reasoning {
+            v.push(&saf.bn);
+        }
+        v
+    }
+
+    /// Reads every tensor back into `p`, which must have this model's
+    /// configuration: the trainable tensors, the BatchNorm running statistics
+    /// and `num_batches_tracked`. One readback.
+    pub async fn download_into(&self, ctx: &GpuContext, p: &mut Params) -> Result<()> {
+        let mut tensors = self.trainable();
+        let bns = self.batch_norms();
+        for bn in &bns {
+            tensors.extend([&bn.running_mean, &bn.running_var]);
+        }
+        let mut vals = read_f32_many(ctx, &tensors).await?.into_iter();
+        let dst = crate::train::grads::trainable_mut(p);
+        if dst.len() + 2 * bns.len() != tensors.len() {
+            return Err(crate::error::SgrafError::Input(format!(
+                "download: the host model has {} trainable tensors, the GPU one {}",
+                dst.len(),
+                tensors.len() - 2 * bns.len()
+            )));
+        }
+        for d in dst {
+            let v = vals.next().unwrap_or_default();
+            if v.len() != d.len() {
+                return Err(crate::error::SgrafError::Input(format!(
+                    "download: a tensor of {} values into one of {}",
+                    v.len(),
+                    d.len()
+                )));
+            }
+            d.copy_from_slice(&v);
+        }
+        let mut host_bns = vec![&mut p.v_sa.local_bn, &mut p.v_sa.global_bn];
+        if let Reasoning::Saf(saf) = &mut p.reasoning {
+            host_bns.push(&mut saf.bn);
+        }
+        for (h, g) in host_bns.into_iter().zip(bns) {
+            h.running_mean = vals.next().unwrap_or_default();
+            h.running_var = vals.next().unwrap_or_default();
+            h.num_batches_tracked = g.num_batches_tracked;
+        }
+        Ok(())
+    }
+}
+
 /// A [`TileLayout`] with its index tables on the GPU (all `u32`).
 #[derive(Debug)]
 pub struct GpuLayout {

@@ -361,3 +361,29 @@ pub fn global_nodes(
     );
     Ok(out)
 }
+
+/// Backward of [`global_nodes`]: `ds [n_img, n_cap, S]` → node 0 rows of
+/// `dx [n_img, n_nodes, S] += …` (the other rows untouched).
+pub fn global_nodes_backward(
+    ctx: &GpuContext,
+    encoder: &mut wgpu::CommandEncoder,
+    ds: &GpuTensor,
+    lay: &GpuLayout,
+    n_img: usize,
+    s: usize,
+    dx: &GpuTensor,
+) -> Result<()> {
+    let nc = lay.n_cap();
+    expect_numel("sgr backward ds", ds, n_img * nc * s)?;
+    expect_numel("sgr backward dnodes", dx, n_img * lay.n_nodes() * s)?;
+    u32c("SGR node tensor size", n_img * lay.n_nodes() * s)?;
+    let k = ctx.kernel(&SHADER, "sgr_backward_gather", &[Access::Read, Access::Read, Access::ReadWrite]);
+    ctx.dispatch(
+        encoder,
+        &k,
+        &params(lay, n_img, s)?,
+        &[&ds.buffer, &lay.node_off.buffer, &dx.buffer],
+        ctx.grid_1d((n_img * nc * s).div_ceil(256) as u64),
+    );
+    Ok(())
+}

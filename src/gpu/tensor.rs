@@ -26,19 +26,27 @@ pub enum DType {
 /// empty, so it can always be bound. Buffers of tensors made by
 /// [`GpuTensor::zeros`] and [`GpuTensor::scratch`] go back to the context's
 /// [`BufferPool`] when the tensor is dropped (wgpu keeps them alive for
-/// commands already recorded and orders later uses after them).
+/// commands already recorded and orders later uses after them). A returned
+/// buffer is handed out again only to the thread that returned it: another
+/// thread could submit its reuse before the commands still recorded for the
+/// buffer's last use are submitted.
 #[derive(Debug)]
 pub struct GpuTensor {
     pub buffer: wgpu::Buffer,
     pub shape: Vec<usize>,
     pub dtype: DType,
-    pool: Option<Arc<BufferPool>>,
+    /// The context's pool: accounts the buffer's bytes, and takes the buffer
+    /// back on drop when `pooled`.
+    pool: Arc<BufferPool>,
+    pooled: bool,
 }
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
-        if let Some(pool) = self.pool.take() {
-            pool.give(self.buffer.clone());
+        if self.pooled {
+            self.pool.give(self.buffer.clone());
+        } else {
+            self.pool.released(self.buffer.size());
         }
     }
 }
@@ -48,29 +56,86 @@ impl Drop for GpuTensor {
 /// most `cap` bytes; [`BufferPool::clear`] releases everything.
 #[derive(Debug)]
 pub struct BufferPool {
-    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    free: Mutex<HashMap<(std::thread::ThreadId, u64), Vec<wgpu::Buffer>>>,
+    /// Bytes in free buffers.
     held: AtomicU64,
     cap: u64,
+    /// Bytes of the buffers owned by live tensors.
+    in_use: AtomicU64,
+    /// Largest `in_use` since the last [`BufferPool::reset_peak`].
+    peak_in_use: AtomicU64,
+    /// Largest `in_use + held` since the last [`BufferPool::reset_peak`].
+    peak_live: AtomicU64,
 }
 
 impl BufferPool {
     pub fn new(cap: u64) -> Self {
-        BufferPool { free: Mutex::new(HashMap::new()), held: AtomicU64::new(0), cap }
+        BufferPool {
+            free: Mutex::new(HashMap::new()),
+            held: AtomicU64::new(0),
+            cap,
+            in_use: AtomicU64::new(0),
+            peak_in_use: AtomicU64::new(0),
+            peak_live: AtomicU64::new(0),
+        }
+    }
+
+    /// A tensor took `bytes` (a new buffer, or one from the free list).
+    fn allocated(&self, bytes: u64) {
+        let now = self.in_use.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak_in_use.fetch_max(now, Ordering::Relaxed);
+        self.peak_live.fetch_max(now + self.held.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// A tensor gave up `bytes`.
+    fn released(&self, bytes: u64) {
+        self.in_use.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of the buffers of all live tensors.
+    pub fn in_use_bytes(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of all tensor buffers alive now (live tensors and free pooled buffers).
+    pub fn live_bytes(&self) -> u64 {
+        self.in_use_bytes() + self.held_bytes()
+    }
+
+    /// Largest [`BufferPool::in_use_bytes`] since the last
+    /// [`BufferPool::reset_peak`]: the sum of the sizes of the tensor buffers
+    /// in use at once (uniforms and readback staging buffers excluded), the
+    /// memory the work needs.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_in_use.load(Ordering::Relaxed)
+    }
+
+    /// Largest [`BufferPool::live_bytes`] since the last reset: the memory
+    /// taken with the pool's free buffers (at most its cap more).
+    pub fn peak_live_bytes(&self) -> u64 {
+        self.peak_live.load(Ordering::Relaxed)
+    }
+
+    /// Starts new peak measurements from the bytes in use / alive now.
+    pub fn reset_peak(&self) {
+        self.peak_in_use.store(self.in_use_bytes(), Ordering::Relaxed);
+        self.peak_live.store(self.live_bytes(), Ordering::Relaxed);
     }
 
     fn take(&self, size: u64) -> Option<wgpu::Buffer> {
-        let b = self.free.lock().unwrap().get_mut(&size)?.pop()?;
+        let b = self.free.lock().unwrap().get_mut(&(std::thread::current().id(), size))?.pop()?;
         self.held.fetch_sub(size, Ordering::Relaxed);
         Some(b)
     }
 
     fn give(&self, buffer: wgpu::Buffer) {
         let size = buffer.size();
+        self.released(size);
         if self.held.load(Ordering::Relaxed) + size > self.cap {
             return;
         }
         self.held.fetch_add(size, Ordering::Relaxed);
-        self.free.lock().unwrap().entry(size).or_default().push(buffer);
+        self.free.lock().unwrap().entry((std::thread::current().id(), size)).or_default().push(buffer);
     }
 
     /// Bytes held in free buffers.
@@ -109,7 +174,8 @@ impl GpuTensor {
                 usage: USAGE,
             })
         };
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: None })
+        ctx.pool().allocated(buffer.size());
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: false })
     }
 
     /// Upload `data` (row-major, `shape.product()` values).
@@ -135,7 +201,8 @@ impl GpuTensor {
             usage: USAGE,
             mapped_at_creation: false,
         });
-        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: Some(ctx.pool().clone()) })
+        ctx.pool().allocated(buffer.size());
+        Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: true })
     }
 
     /// A tensor with unspecified contents, from the pool when a free buffer
@@ -143,7 +210,10 @@ impl GpuTensor {
     pub fn scratch(ctx: &GpuContext, shape: &[usize], dtype: DType) -> Result<Self> {
         let bytes = (numel(shape) as u64 * 4).max(4);
         match ctx.pool().take(bytes) {
-            Some(buffer) => Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: Some(ctx.pool().clone()) }),
+            Some(buffer) => {
+                ctx.pool().allocated(buffer.size());
+                Ok(GpuTensor { buffer, shape: shape.to_vec(), dtype, pool: ctx.pool().clone(), pooled: true })
+            }
             None => Self::zeros(ctx, shape, dtype),
         }
     }

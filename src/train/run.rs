@@ -239,10 +239,15 @@ fn load_optim(path: &Path, p: &Params) -> Result<Adam> {
 /// A training run writing into `out`.
 pub struct Trainer {
     pub out: PathBuf,
+    /// The model; while steps run on the GPU ([`Trainer::use_gpu_steps`]) the
+    /// device holds the current values and these are refreshed before every
+    /// validation and checkpoint.
     pub params: Params,
     pub adam: Adam,
     pub state: TrainState,
     pub backend: Backend,
+    /// Training steps on the GPU (model, gradients, Adam state on the device).
+    pub gpu: Option<crate::gpu::train::GpuTrainer>,
 }
 
 impl Trainer {
@@ -252,7 +257,23 @@ impl Trainer {
         let mut adam = Adam::new(&params);
         adam.lr = options.lr;
         let state = TrainState { epoch: 0, batch_in_epoch: 0, step: 0, best_rsum: None, options };
-        Ok(Trainer { out: out.to_path_buf(), params, adam, state, backend })
+        Ok(Trainer { out: out.to_path_buf(), params, adam, state, backend, gpu: None })
+    }
+
+    /// Runs the training steps on the GPU of `ctx` from now on: the model and
+    /// the optimizer state move to the device (validation still runs on
+    /// [`Trainer::backend`]).
+    pub fn use_gpu_steps(&mut self, ctx: std::sync::Arc<crate::gpu::GpuContext>) -> Result<()> {
+        self.gpu = Some(crate::gpu::train::GpuTrainer::new(ctx, &self.params, &self.adam)?);
+        Ok(())
+    }
+
+    /// Copies the device's model and optimizer state into `params`/`adam` (GPU steps only).
+    fn sync_from_gpu(&mut self) -> Result<()> {
+        if let Some(g) = &self.gpu {
+            g.download_into_blocking(&mut self.params, &mut self.adam)?;
+        }
+        Ok(())
     }
 
     /// Continues the run saved in `out` (`last.*`).
@@ -263,7 +284,7 @@ impl Trainer {
             .map_err(|e| SgrafError::Checkpoint { path: sp.display().to_string(), msg: e.to_string() })?;
         let params = Params::load(&out.join("last.safetensors"))?;
         let adam = load_optim(&out.join("last.optim.safetensors"), &params)?;
-        Ok(Trainer { out: out.to_path_buf(), params, adam, state, backend })
+        Ok(Trainer { out: out.to_path_buf(), params, adam, state, backend, gpu: None })
     }
 
     /// Writes `last.*` (and `best.safetensors` when `best`).
@@ -293,6 +314,7 @@ impl Trainer {
     }
 
     fn validate_and_save(&mut self, data: &TrainData, lr: f32) -> Result<Option<Metrics>> {
+        self.sync_from_gpu()?;
         let m = match &data.dev {
             Some(dev) => Some(validate(&self.params, dev, &self.backend)?),
             None => None,
@@ -339,9 +361,13 @@ impl Trainer {
             };
             let lr = lr_at(&o, epoch);
             self.adam.lr = lr;
+            if let Some(g) = &mut self.gpu {
+                g.adam.lr = lr;
+            }
             let order = epoch_order(n, o.seed, epoch, o.shuffle);
             while self.state.batch_in_epoch < batches {
                 if o.max_steps.is_some_and(|m| self.state.step >= m) {
+                    self.sync_from_gpu()?;
                     return self.save(false);
                 }
                 let k = self.state.batch_in_epoch;
@@ -349,7 +375,10 @@ impl Trainer {
                 let (images, caps) = gather_batch(&data.train, &data.captions, idx);
                 let t0 = std::time::Instant::now();
                 let mut rng = Rng(o.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ self.state.step);
-                let rep = train_step(&mut self.params, &mut self.adam, &images, &caps, &step_opts, &mut rng)?;
+                let rep = match &mut self.gpu {
+                    Some(g) => g.step_blocking(&images, &caps, &step_opts, &mut rng)?,
+                    None => train_step(&mut self.params, &mut self.adam, &images, &caps, &step_opts, &mut rng)?,
+                };
                 if !rep.loss.is_finite() {
                     return Err(SgrafError::Input(format!(
                         "the loss is {} at step {} (epoch {}); stopped without saving. The last good checkpoint is {} (step of its last.state.json)",
@@ -377,6 +406,7 @@ impl Trainer {
                     self.validate_and_save(data, lr)?
                 } else {
                     if self.state.step.is_multiple_of(o.checkpoint_step.max(1)) {
+                        self.sync_from_gpu()?;
                         self.save(false)?;
                     }
                     None
@@ -394,6 +424,7 @@ impl Trainer {
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
             if self.state.step.is_multiple_of(o.val_step.max(1)) {
+                self.sync_from_gpu()?;
                 self.save(false)?; // just validated at this step
             } else {
                 self.validate_and_save(data, lr)?;
