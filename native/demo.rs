@@ -83,7 +83,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let vocab = Vocab::load(data_dir.join("vocab.json")).context("loading the scenes vocabulary")?;
     let data = TrainData::load(&data_dir, &vocab).context("loading the scenes dataset")?;
     let (backend, desc) = Backend::resolve(a.backend)?;
-    eprintln!("training steps: CPU backend; validation and evaluation: {desc}");
+    eprintln!("training, validation and evaluation: {desc}");
 
     // ---- train SAF, then SGR -------------------------------------------------
     let mut best = Vec::new();
@@ -91,6 +91,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let out = a.work.join(name);
         let params = Params::init(demo_config(data.train.img_dim, vocab.len(), module), a.seed);
         let mut trainer = Trainer::new(&out, params, demo_options(a.epochs, a.seed), backend.clone())?;
+        if let Backend::Gpu(ctx) = &backend {
+            trainer.use_gpu_steps(ctx.clone()).context("moving the model to the GPU for training")?;
+        }
         let batches = data.captions.len().div_ceil(64);
         let pb = ProgressBar::new((a.epochs * batches) as u64);
         pb.set_style(

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use super::context::GpuContext;
 use super::loss::GpuTripletLoss;
 use super::params::{scratch, zeros_in, GpuLayout, GpuParams, GpuReasoning, GpuSaf};
-use super::tensor::{read_f32_many, read_u32_many, GpuTensor};
+use super::tensor::{read_f32_many, GpuTensor};
 use super::{
     attention, dropout, embed, gru, head, l2norm, linear, loss, optim, saf, sgr, similarity, text_sa, visual_sa,
 };
@@ -238,7 +238,13 @@ impl GpuTrainer {
         opts: &StepOptions,
         rng: &mut Rng,
     ) -> Result<StepReport> {
-        let fo = Options { mode: Mode::Train, dropout: opts.dropout, margin: opts.margin, input_grad: false };
+        let fo = Options {
+            mode: Mode::Train,
+            dropout: opts.dropout,
+            margin: opts.margin,
+            negatives: opts.negatives,
+            input_grad: false,
+        };
         let ctx = self.ctx.clone();
         let mut rec = Recorder::new(&ctx, true);
         let (loss, norm) = self.record_step(&mut rec, images, captions, &fo, opts.grad_clip, rng)?;
@@ -299,7 +305,13 @@ impl GpuTrainer {
         opts: &StepOptions,
         rng: &mut Rng,
     ) -> Result<(u64, usize)> {
-        let fo = Options { mode: Mode::Train, dropout: opts.dropout, margin: opts.margin, input_grad: false };
+        let fo = Options {
+            mode: Mode::Train,
+            dropout: opts.dropout,
+            margin: opts.margin,
+            negatives: opts.negatives,
+            input_grad: false,
+        };
         let ctx = self.ctx.clone();
         let mut rec = Recorder::new(&ctx, false);
         let counted = self.params.v_sa.local_bn.num_batches_tracked;
@@ -405,7 +417,7 @@ impl GpuTrainer {
 
         // ---- loss ---------------------------------------------------------------
         let enc = &mut rec.enc;
-        let l = loss::forward(ctx, enc, &sims, n, opts.margin)?;
+        let l = loss::forward_with(ctx, enc, &sims, n, opts.margin, opts.negatives)?;
         let dsims = scratch(ctx, &[n, n])?;
         loss::backward(ctx, enc, &sims, &l, &dsims)?;
 
@@ -631,7 +643,7 @@ fn bn_stats(v: &[f32], c: usize, count: usize) -> BnStats {
 
 impl GpuTrainer {
     /// [`GpuTrainer::forward_backward`] read back into the CPU twin's
-    /// [`ForwardBackward`] (loss with its hardest negatives, sims, gradients,
+    /// [`ForwardBackward`] (loss, sims, gradients,
     /// input gradient, BatchNorm batch statistics). `p` must be the model
     /// this trainer holds (its shapes are used for the gradient container).
     pub async fn forward_backward_host(
@@ -648,7 +660,7 @@ impl GpuTrainer {
         let e = p.cfg.embed;
         let mut grads = p.zeros_like();
         self.grads.download_into(&ctx, &mut grads).await?;
-        let mut tensors = vec![&fb.loss.loss, &fb.loss.cost, &fb.sims];
+        let mut tensors = vec![&fb.loss.loss, &fb.sims];
         if let Some(d) = &fb.dimages {
             tensors.push(d);
         }
@@ -656,9 +668,8 @@ impl GpuTrainer {
         tensors.extend(vs.iter().filter_map(|s| s.as_ref()));
         tensors.extend(fb.saf_stats.iter().map(|(_, st)| st));
         let mut vals = read_f32_many(&ctx, &tensors).await?.into_iter();
-        let hardest = read_u32_many(&ctx, &[&fb.loss.hardest]).await?.pop().unwrap_or_default();
         let mut next = || vals.next().unwrap_or_default();
-        let (lv, cost, sims) = (next(), next(), next());
+        let (lv, sims) = (next(), next());
         let dimages = fb.dimages.as_ref().map(|_| next());
         let mut visual = crate::cpu::visual_sa::VisualSaStats::default();
         if fb.visual_stats.local.is_some() {
@@ -676,14 +687,7 @@ impl GpuTrainer {
                 saf_stats.push(BnStats { mean: vec![st[c]], var_biased: vec![st[nc + c]], count });
             }
         }
-        let u = |v: &[u32]| v.iter().map(|&x| x as usize).collect::<Vec<usize>>();
-        let loss = crate::cpu::loss::TripletLoss {
-            loss: lv.first().copied().unwrap_or(f32::NAN),
-            hardest_caption: u(&hardest[..n]),
-            cost_s: cost[..n].to_vec(),
-            hardest_image: u(&hardest[n..]),
-            cost_im: cost[n..].to_vec(),
-        };
+        let loss = lv.first().copied().unwrap_or(f32::NAN);
         Ok(ForwardBackward { loss, sims, grads, dimages, visual_stats: visual, saf_stats })
     }
 
