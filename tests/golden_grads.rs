@@ -462,11 +462,17 @@ fn trainable_lists_follow_the_state_dict() {
 /// CPU twin's loss, hardest negatives, scores, BatchNorm statistics and
 /// gradients (each tensor within 1e-4 of its largest |g|, the SGR step-2/3
 /// query/key noise within an absolute 1e-7; zero-by-construction gradients
-/// exactly zero on both), for SGR and SAF.
+/// exactly zero on both), for SGR and SAF; and SAF with the loss over all
+/// negatives (official `--max_violation` off).
 #[test]
 fn gpu_forward_backward_matches_cpu_on_a_random_chunked_batch() {
+    use sgraf::cpu::loss::Negatives;
     use sgraf::model::params::{Config, Module};
-    for module in [Module::Sgr { steps: 3 }, Module::Saf] {
+    for (module, negatives) in [
+        (Module::Sgr { steps: 3 }, Negatives::Hardest),
+        (Module::Saf, Negatives::Hardest),
+        (Module::Saf, Negatives::All),
+    ] {
         let cfg = Config { img_dim: 20, word_dim: 12, embed: 24, sim_dim: 16, vocab: 40, module };
         let mut p = Params::init(cfg, 5);
         p.sim_eval.w.iter_mut().for_each(|w| *w *= 20.0); // spread the scores: no near-ties among negatives
@@ -489,19 +495,14 @@ fn gpu_forward_backward_matches_cpu_on_a_random_chunked_batch() {
                     .collect()
             })
             .collect();
-        let opts = Options { dropout: 0.4, input_grad: true, ..Options::default() };
+        let opts = Options { dropout: 0.4, input_grad: true, negatives, ..Options::default() };
         let cpu = forward_backward(&p, &images, &captions, &opts, &mut Rng(3)).expect("CPU forward_backward");
         let mut t = gpu_trainer(&p);
         t.chunk_bytes = (b * 20 * cfg.embed * 4) as u64; // ≤ 20 words per chunk
         let gpu = t.forward_backward_host_blocking(&p, &images, &captions, &opts, &mut Rng(3)).expect("GPU");
-        let tag = cfg.module.name();
+        let tag = format!("{} {negatives:?}", cfg.module.name());
         println!("{tag}: loss CPU {} GPU {}", cpu.loss, gpu.loss);
-        assert!(
-            (cpu.loss - gpu.loss).abs() <= 1e-5,
-            "{tag}: loss CPU {} GPU {}",
-            cpu.loss,
-            gpu.loss
-        );
+        assert!((cpu.loss - gpu.loss).abs() <= 1e-5, "{tag}: loss CPU {} GPU {}", cpu.loss, gpu.loss);
         let m = sgraf::cpu::loss::MARGIN;
         let (hc, hg) = (sgraf::cpu::loss::forward(&cpu.sims, b, m), sgraf::cpu::loss::forward(&gpu.sims, b, m));
         assert_eq!(hc.hardest_caption, hg.hardest_caption, "{tag}: hardest captions");
