@@ -238,13 +238,7 @@ impl GpuTrainer {
         opts: &StepOptions,
         rng: &mut Rng,
     ) -> Result<StepReport> {
-        let fo = Options {
-            mode: Mode::Train,
-            dropout: opts.dropout,
-            margin: opts.margin,
-            negatives: opts.negatives,
-            input_grad: false,
-        };
+        let fo = opts.forward_options();
         let ctx = self.ctx.clone();
         let mut rec = Recorder::new(&ctx, true);
         let (loss, norm) = self.record_step(&mut rec, images, captions, &fo, opts.grad_clip, rng)?;
@@ -305,13 +299,7 @@ impl GpuTrainer {
         opts: &StepOptions,
         rng: &mut Rng,
     ) -> Result<(u64, usize)> {
-        let fo = Options {
-            mode: Mode::Train,
-            dropout: opts.dropout,
-            margin: opts.margin,
-            negatives: opts.negatives,
-            input_grad: false,
-        };
+        let fo = opts.forward_options();
         let ctx = self.ctx.clone();
         let mut rec = Recorder::new(&ctx, false);
         let counted = self.params.v_sa.local_bn.num_batches_tracked;

@@ -36,6 +36,7 @@ use serde::Serialize;
 
 use crate::data::tokenize::tokenize;
 use crate::error::{Result, SgrafError};
+use crate::model::init::Rng;
 
 /// Bumped whenever the same config would generate different data.
 pub const GENERATOR_VERSION: u32 = 1;
@@ -65,35 +66,32 @@ pub const SPLITS: [&str; 3] = ["train", "dev", "test"];
 // ---------------------------------------------------------------------------
 // Random numbers: splitmix64, integer and +/* only, identical on every target.
 
-/// Deterministic random numbers (splitmix64).
+/// Deterministic random numbers: the model's SplitMix64 ([`Rng`]) with the
+/// draws a scene generator needs.
 #[derive(Debug, Clone)]
-pub struct SynthRng(u64);
+pub struct SynthRng(Rng);
 
 impl SynthRng {
     pub fn new(seed: u64) -> Self {
-        SynthRng(seed)
+        SynthRng(Rng(seed))
     }
 
     /// A stream keyed by several numbers (split, image index, ...).
     pub fn keyed(keys: &[u64]) -> Self {
         let mut h = 0x243F_6A88_85A3_08D3u64;
         for &k in keys {
-            h = SynthRng(h ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
+            h = Rng(h ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64();
         }
-        SynthRng(h)
+        SynthRng::new(h)
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        self.0.uniform()
     }
 
     /// Uniform in `0..n` (`n > 0`).

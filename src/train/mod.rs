@@ -39,6 +39,19 @@ pub struct StepOptions {
     pub negatives: crate::cpu::loss::Negatives,
 }
 
+impl StepOptions {
+    /// The train-mode forward–backward options of such a step.
+    pub fn forward_options(&self) -> Options {
+        Options {
+            mode: Mode::Train,
+            dropout: self.dropout,
+            margin: self.margin,
+            negatives: self.negatives,
+            input_grad: false,
+        }
+    }
+}
+
 impl Default for StepOptions {
     fn default() -> Self {
         StepOptions { dropout: 0.4, grad_clip: 2.0, margin: crate::cpu::loss::MARGIN, negatives: Default::default() }
@@ -81,13 +94,7 @@ pub fn train_step(
     opts: &StepOptions,
     rng: &mut Rng,
 ) -> Result<StepReport> {
-    let fo = Options {
-        mode: Mode::Train,
-        dropout: opts.dropout,
-        margin: opts.margin,
-        negatives: opts.negatives,
-        input_grad: false,
-    };
+    let fo = opts.forward_options();
     let mut fb = forward_backward(p, images, captions, &fo, rng)?;
     update_running_stats(p, &fb);
     let grad_norm = clip_grad_norm(&mut fb.grads, opts.grad_clip);
