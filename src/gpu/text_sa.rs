@@ -35,55 +35,9 @@ pub fn forward(
     p: &GpuTextSa,
     lay: &GpuLayout,
 ) -> Result<TextSaOut> {
-    let (nw, nc, e) = (lay.n_words(), lay.n_cap(), p.local.n_in);
-    expect_numel("text_sa input", t, nw * e)?;
-    let params = Params { n_cap: u32c("captions", nc)?, e: u32c("E", e)?, n_words: 0, _pad1: 0 };
-    let l = scratch(ctx, &[nw, e])?; // tanh(local(t))          [n_words, E]
-    linear::forward_act(ctx, encoder, t, &p.local.w, Some(&p.local.b), &l, Activation::Tanh)?;
-    let mean = scratch(ctx, &[nc, e])?; // per-caption mean word [n_cap, E]
-    let k = ctx.kernel(&SHADER, "text_sa_forward_mean", &[Access::Read, Access::Read, Access::ReadWrite]);
-    ctx.dispatch(
-        encoder,
-        &k,
-        &params,
-        &[&t.buffer, &lay.word_off.buffer, &mean.buffer],
-        ctx.grid_1d((nc * e).div_ceil(256) as u64),
-    );
-    let g = scratch(ctx, &[nc, e])?; // tanh(global(mean))      [n_cap, E]
-    linear::forward_act(ctx, encoder, &mean, &p.global.w, Some(&p.global.b), &g, Activation::Tanh)?;
-    let t_glo = scratch(ctx, &[nc, e])?;
-    let weights = scratch(ctx, &[nw])?;
-    let k = ctx.kernel(
-        &SHADER,
-        "text_sa_forward",
-        &[
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::ReadWrite,
-            Access::ReadWrite,
-        ],
-    );
-    ctx.dispatch(
-        encoder,
-        &k,
-        &params,
-        &[
-            &t.buffer,
-            &l.buffer,
-            &g.buffer,
-            &p.common.w.buffer,
-            &p.common.b.buffer,
-            &lay.word_off.buffer,
-            &t_glo.buffer,
-            &weights.buffer,
-        ],
-        ctx.grid_1d(nc as u64),
-    );
-    Ok(TextSaOut { t_glo, weights })
+    // eval: the training forward without dropout (its caches are dropped)
+    let c = forward_train(ctx, encoder, t, p, lay, None, None)?;
+    Ok(TextSaOut { t_glo: c.out, weights: c.w })
 }
 
 // ----------------------------------------------------------------------------

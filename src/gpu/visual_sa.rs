@@ -50,39 +50,9 @@ pub fn forward(
     mode: Mode,
     n: usize,
 ) -> Result<VisualSaOut> {
-    let (r, e) = (N_REGIONS, p.local.n_in);
-    expect_numel("visual_sa input", v, n * r * e)?;
-    if mode == Mode::Train && n < 2 {
-        return Err(SgrafError::Input("visual_sa: train-mode BatchNorm needs at least 2 images".into()));
-    }
-    let params = Params { n: u32c("images", n)?, r: r as u32, e: u32c("E", e)?, _pad: 0 };
-    // local branch: tanh(BN_36(v·Wlᵀ + b))                     [n, 36, E]
-    let l = scratch(ctx, &[n, r, e])?;
-    linear::forward(ctx, encoder, v, &p.local.w, Some(&p.local.b), &l)?;
-    let local_stats = batchnorm::forward(ctx, encoder, &l, &p.local_bn, mode, n, r, e, BnAct::Tanh)?;
-    // global branch: tanh(BN_E(mean_r(v)·Wgᵀ + b))              [n, E]
-    let mean = scratch(ctx, &[n, e])?;
-    let k = ctx.kernel(&SHADER, "visual_sa_forward_mean", &[Access::Read, Access::ReadWrite]);
-    ctx.dispatch(encoder, &k, &params, &[&v.buffer, &mean.buffer], ctx.grid_1d((n * e).div_ceil(256) as u64));
-    let g = scratch(ctx, &[n, e])?;
-    linear::forward(ctx, encoder, &mean, &p.global.w, Some(&p.global.b), &g)?;
-    let global_stats = batchnorm::forward(ctx, encoder, &g, &p.global_bn, mode, n, e, 1, BnAct::Tanh)?;
-    // common: softmax_r((l ⊙ g)·wc + bc); v_glo = l2norm(Σ_r w_r v_r)
-    let v_glo = scratch(ctx, &[n, e])?;
-    let weights = scratch(ctx, &[n, r])?;
-    let k = ctx.kernel(
-        &SHADER,
-        "visual_sa_forward",
-        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
-    );
-    ctx.dispatch(
-        encoder,
-        &k,
-        &params,
-        &[&v.buffer, &l.buffer, &g.buffer, &p.common.w.buffer, &p.common.b.buffer, &v_glo.buffer, &weights.buffer],
-        ctx.grid_1d(n as u64),
-    );
-    Ok(VisualSaOut { v_glo, weights, l, g, stats: VisualSaStats { local: local_stats, global: global_stats } })
+    // the training forward without dropout (its other caches are dropped)
+    let c = forward_train(ctx, encoder, v, p, mode, n, None, None)?;
+    Ok(VisualSaOut { v_glo: c.out, weights: c.w, l: c.l, g: c.g, stats: c.stats })
 }
 
 /// Applies the train-mode statistics of [`forward`] to both BatchNorms'
