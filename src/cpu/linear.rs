@@ -1,7 +1,9 @@
 //! Linear layer `y = x·Wᵀ + b` (PyTorch `nn.Linear`).
 
+use super::Real;
+
 /// `y[m, n] = x[m, k] · w[n, k]ᵀ + b[n]` (overwrites `y`).
-pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], m: usize, k: usize, n: usize) {
+pub fn forward<T: Real>(x: &[T], w: &[T], b: Option<&[T]>, y: &mut [T], m: usize, k: usize, n: usize) {
     match b {
         Some(b) => {
             for row in y[..m * n].chunks_exact_mut(n) {
@@ -17,13 +19,13 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], m: usize,
 /// `db [n] += Σ_rows dy`. `dx = None` skips the input gradient; `db = None`
 /// skips the bias gradient (used where it is zero by construction).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
-    dy: &[f32],
-    x: &[f32],
-    w: &[f32],
-    dx: Option<&mut [f32]>,
-    dw: &mut [f32],
-    db: Option<&mut [f32]>,
+pub fn backward<T: Real>(
+    dy: &[T],
+    x: &[T],
+    w: &[T],
+    dx: Option<&mut [T]>,
+    dw: &mut [T],
+    db: Option<&mut [T]>,
     m: usize,
     k: usize,
     n: usize,

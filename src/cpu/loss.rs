@@ -12,6 +12,8 @@
 //! a row whose every cost is 0 gets no gradient. A hinge exactly at 0 passes no
 //! gradient.
 
+use super::Real;
+
 /// Margin of the official code.
 pub const MARGIN: f32 = 0.2;
 
@@ -27,17 +29,17 @@ pub enum Negatives {
 
 /// The loss and which entries it picked.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TripletLoss {
-    pub loss: f32,
+pub struct TripletLoss<T = f32> {
+    pub loss: T,
     pub hardest_caption: Vec<usize>, // [B] per image i: argmax_j of C_s[i, ·]
-    pub cost_s: Vec<f32>,            // [B] max_j C_s[i, j]
+    pub cost_s: Vec<T>,              // [B] max_j C_s[i, j]
     pub hardest_image: Vec<usize>,   // [B] per caption j: argmax_i of C_im[·, j]
-    pub cost_im: Vec<f32>,           // [B] max_i C_im[i, j]
+    pub cost_im: Vec<T>,             // [B] max_i C_im[i, j]
 }
 
 /// First index of the maximum (ties: the first, as `torch.max(dim)` returns).
-fn first_argmax(x: impl Iterator<Item = f32>) -> (usize, f32) {
-    let mut best = (0, f32::NEG_INFINITY);
+fn first_argmax<T: Real>(x: impl Iterator<Item = T>) -> (usize, T) {
+    let mut best = (0, T::NEG_INFINITY);
     for (i, v) in x.enumerate() {
         if v > best.1 {
             best = (i, v);
@@ -47,13 +49,13 @@ fn first_argmax(x: impl Iterator<Item = f32>) -> (usize, f32) {
 }
 
 /// `sims [B, B]` → loss with the hardest negatives.
-pub fn forward(sims: &[f32], b: usize, margin: f32) -> TripletLoss {
+pub fn forward<T: Real>(sims: &[T], b: usize, margin: T) -> TripletLoss<T> {
     assert_eq!(sims.len(), b * b, "loss::forward: sims must be [B, B]");
     let s = |i: usize, j: usize| sims[i * b + j];
     // C_s[i, j] = [m + s[i,j] − s[i,i]]₊, diagonal 0 (image i as query)
-    let c_s = |i: usize, j: usize| if i == j { 0.0 } else { (margin + s(i, j) - s(i, i)).max(0.0) };
+    let c_s = |i: usize, j: usize| if i == j { T::ZERO } else { (margin + s(i, j) - s(i, i)).max(T::ZERO) };
     // C_im[i, j] = [m + s[i,j] − s[j,j]]₊, diagonal 0 (caption j as query)
-    let c_im = |i: usize, j: usize| if i == j { 0.0 } else { (margin + s(i, j) - s(j, j)).max(0.0) };
+    let c_im = |i: usize, j: usize| if i == j { T::ZERO } else { (margin + s(i, j) - s(j, j)).max(T::ZERO) };
     let (mut hardest_caption, mut cost_s, mut hardest_image, mut cost_im) = (vec![], vec![], vec![], vec![]);
     for i in 0..b {
         let (j, v) = first_argmax((0..b).map(|j| c_s(i, j)));
@@ -65,30 +67,30 @@ pub fn forward(sims: &[f32], b: usize, margin: f32) -> TripletLoss {
         hardest_image.push(i);
         cost_im.push(v);
     }
-    let loss = cost_s.iter().chain(&cost_im).map(|&v| v as f64).sum::<f64>() as f32;
+    let loss = T::from_f64(cost_s.iter().chain(&cost_im).map(|&v| v.to_f64()).sum::<f64>());
     TripletLoss { loss, hardest_caption, cost_s, hardest_image, cost_im }
 }
 
 /// Backward of [`forward`]: `dsims [B, B]` (overwritten) for `dloss = 1`.
-pub fn backward(l: &TripletLoss, b: usize) -> Vec<f32> {
-    let mut d = vec![0.0; b * b]; // [B, B]
+pub fn backward<T: Real>(l: &TripletLoss<T>, b: usize) -> Vec<T> {
+    let mut d = vec![T::ZERO; b * b]; // [B, B]
     for i in 0..b {
-        if l.cost_s[i] > 0.0 {
-            d[i * b + l.hardest_caption[i]] += 1.0;
-            d[i * b + i] -= 1.0;
+        if l.cost_s[i] > T::ZERO {
+            d[i * b + l.hardest_caption[i]] += T::ONE;
+            d[i * b + i] -= T::ONE;
         }
     }
     for j in 0..b {
-        if l.cost_im[j] > 0.0 {
-            d[l.hardest_image[j] * b + j] += 1.0;
-            d[j * b + j] -= 1.0;
+        if l.cost_im[j] > T::ZERO {
+            d[l.hardest_image[j] * b + j] += T::ONE;
+            d[j * b + j] -= T::ONE;
         }
     }
     d
 }
 
 /// The loss and `dsims [B, B]` (for `dloss = 1`) with either form of negatives.
-pub fn loss_and_grad(sims: &[f32], b: usize, margin: f32, negatives: Negatives) -> (f32, Vec<f32>) {
+pub fn loss_and_grad<T: Real>(sims: &[T], b: usize, margin: T, negatives: Negatives) -> (T, Vec<T>) {
     match negatives {
         Negatives::Hardest => {
             let l = forward(sims, b, margin);
@@ -100,9 +102,9 @@ pub fn loss_and_grad(sims: &[f32], b: usize, margin: f32, negatives: Negatives) 
 }
 
 /// Sum of every entry of both cost matrices (`max_violation` off) and its gradient `dsims [B, B]`.
-pub fn all_negatives(sims: &[f32], b: usize, margin: f32) -> (f32, Vec<f32>) {
+pub fn all_negatives<T: Real>(sims: &[T], b: usize, margin: T) -> (T, Vec<T>) {
     assert_eq!(sims.len(), b * b, "loss::all_negatives: sims must be [B, B]");
-    let mut d = vec![0.0; b * b]; // [B, B]
+    let mut d = vec![T::ZERO; b * b]; // [B, B]
     let mut loss = 0.0f64;
     for i in 0..b {
         for j in 0..b {
@@ -110,18 +112,18 @@ pub fn all_negatives(sims: &[f32], b: usize, margin: f32) -> (f32, Vec<f32>) {
                 continue;
             }
             let c_s = margin + sims[i * b + j] - sims[i * b + i]; // image i as query
-            if c_s > 0.0 {
-                loss += c_s as f64;
-                d[i * b + j] += 1.0;
-                d[i * b + i] -= 1.0;
+            if c_s > T::ZERO {
+                loss += c_s.to_f64();
+                d[i * b + j] += T::ONE;
+                d[i * b + i] -= T::ONE;
             }
             let c_im = margin + sims[i * b + j] - sims[j * b + j]; // caption j as query
-            if c_im > 0.0 {
-                loss += c_im as f64;
-                d[i * b + j] += 1.0;
-                d[j * b + j] -= 1.0;
+            if c_im > T::ZERO {
+                loss += c_im.to_f64();
+                d[i * b + j] += T::ONE;
+                d[j * b + j] -= T::ONE;
             }
         }
     }
-    (loss as f32, d)
+    (T::from_f64(loss), d)
 }

@@ -1,28 +1,29 @@
 //! Similarity vectors (Eq. 1 as implemented, spec §6.3):
 //! `l2norm(Linear((x − y)²))`, written into the graph-node tensor.
 
+use super::Real;
 use crate::model::layout::TileLayout;
 use crate::model::params::Linear;
 
 /// Local: `ctx [n_img, n_words, E]`, `t [n_words, E]` → node rows `node_off[c]+1+j`
 /// of `nodes [n_img, n_nodes, S]`. Returns the pre-l2norm projection
 /// `[n_img, n_words, S]` when `keep_linear`.
-pub fn local_forward(
-    ctx: &[f32],
-    t: &[f32],
-    lin: &Linear,
+pub fn local_forward<T: Real>(
+    ctx: &[T],
+    t: &[T],
+    lin: &Linear<T>,
     lay: &TileLayout,
     n_img: usize,
-    nodes: &mut [f32],
+    nodes: &mut [T],
     keep_linear: bool,
-) -> Vec<f32> {
+) -> Vec<T> {
     let (e, s, nw, nn) = (lin.n_in, lin.n_out, lay.n_words(), lay.n_nodes());
-    let mut d = super::Scratch::new(nw * e); // [n_words, E]
-    let mut y = super::Scratch::new(nw * s); // [n_words, S]
+    let mut d = super::Scratch::<T>::new(nw * e); // [n_words, E]
+    let mut y = super::Scratch::<T>::new(nw * s); // [n_words, S]
     let mut kept = if keep_linear { Vec::with_capacity(n_img * nw * s) } else { Vec::new() };
     for i in 0..n_img {
         let ci = &ctx[i * nw * e..(i + 1) * nw * e];
-        for ((dv, cv), tv) in d.iter_mut().zip(ci).zip(t) {
+        for ((dv, &cv), &tv) in d.iter_mut().zip(ci).zip(t) {
             let x = cv - tv;
             *dv = x * x;
         }
@@ -42,17 +43,17 @@ pub fn local_forward(
 
 /// Global: `v_glo [n_img, E]`, `t_glo [n_cap, E]` → node rows `node_off[c]`.
 /// Returns the pre-l2norm projection `[n_img, n_cap, S]` when `keep_linear`.
-pub fn global_forward(
-    v_glo: &[f32],
-    t_glo: &[f32],
-    lin: &Linear,
+pub fn global_forward<T: Real>(
+    v_glo: &[T],
+    t_glo: &[T],
+    lin: &Linear<T>,
     lay: &TileLayout,
     n_img: usize,
-    nodes: &mut [f32],
+    nodes: &mut [T],
     keep_linear: bool,
-) -> Vec<f32> {
+) -> Vec<T> {
     let (e, s, nc, nn) = (lin.n_in, lin.n_out, lay.n_cap(), lay.n_nodes());
-    let mut d = super::Scratch::new(n_img * nc * e); // [n_img, n_cap, E], every value written below
+    let mut d = super::Scratch::<T>::new(n_img * nc * e); // [n_img, n_cap, E], every value written below
     for i in 0..n_img {
         for c in 0..nc {
             let dst = &mut d[(i * nc + c) * e..(i * nc + c + 1) * e];
@@ -62,7 +63,7 @@ pub fn global_forward(
             }
         }
     }
-    let mut y = vec![0.0; n_img * nc * s]; // [n_img, n_cap, S]
+    let mut y = vec![T::ZERO; n_img * nc * s]; // [n_img, n_cap, S]
     super::linear::forward(&d, &lin.w, Some(&lin.b), &mut y, n_img * nc, e, s);
     let kept = if keep_linear { y.clone() } else { Vec::new() };
     super::l2norm::forward(&mut y, s);
@@ -81,14 +82,20 @@ pub fn global_forward(
 
 /// [`local_forward`] for one image (same values): writes the word rows of
 /// `nodes_i [n_nodes, S]`; returns the norms `[n_words]` of the projections.
-pub fn local_forward_image(ctx_i: &[f32], t: &[f32], lin: &Linear, lay: &TileLayout, nodes_i: &mut [f32]) -> Vec<f32> {
+pub fn local_forward_image<T: Real>(
+    ctx_i: &[T],
+    t: &[T],
+    lin: &Linear<T>,
+    lay: &TileLayout,
+    nodes_i: &mut [T],
+) -> Vec<T> {
     let (e, s, nw) = (lin.n_in, lin.n_out, lay.n_words());
-    let mut d = vec![0.0; nw * e]; // [n_words, E] (ctx − t)²
-    for ((dv, cv), tv) in d.iter_mut().zip(ctx_i).zip(t) {
+    let mut d = vec![T::ZERO; nw * e]; // [n_words, E] (ctx − t)²
+    for ((dv, &cv), &tv) in d.iter_mut().zip(ctx_i).zip(t) {
         let x = cv - tv;
         *dv = x * x;
     }
-    let mut y = vec![0.0; nw * s]; // [n_words, S]
+    let mut y = vec![T::ZERO; nw * s]; // [n_words, S]
     super::linear::forward(&d, &lin.w, Some(&lin.b), &mut y, nw, e, s);
     let norms = super::l2norm::forward_keep_norms(&mut y, s);
     for c in 0..lay.n_cap() {
@@ -101,34 +108,34 @@ pub fn local_forward_image(ctx_i: &[f32], t: &[f32], lin: &Linear, lay: &TileLay
 /// Backward of [`local_forward_image`]: the word rows of `dnodes_i [n_nodes, S]`
 /// → `dlin += …`, `dctx_i [n_words, E] += …`, `dt [n_words, E] += …`.
 #[allow(clippy::too_many_arguments)]
-pub fn local_backward_image(
-    dnodes_i: &[f32],
-    nodes_i: &[f32],
-    norms: &[f32],
-    ctx_i: &[f32],
-    t: &[f32],
-    lin: &Linear,
+pub fn local_backward_image<T: Real>(
+    dnodes_i: &[T],
+    nodes_i: &[T],
+    norms: &[T],
+    ctx_i: &[T],
+    t: &[T],
+    lin: &Linear<T>,
     lay: &TileLayout,
-    dlin: &mut Linear,
-    dctx_i: &mut [f32],
-    dt: &mut [f32],
+    dlin: &mut Linear<T>,
+    dctx_i: &mut [T],
+    dt: &mut [T],
 ) {
     let (e, s, nw) = (lin.n_in, lin.n_out, lay.n_words());
-    let mut y = vec![0.0; nw * s]; // [n_words, S] l2-normalised projections (node rows)
-    let mut dy_n = vec![0.0; nw * s]; // [n_words, S] their gradients
+    let mut y = vec![T::ZERO; nw * s]; // [n_words, S] l2-normalised projections (node rows)
+    let mut dy_n = vec![T::ZERO; nw * s]; // [n_words, S] their gradients
     for c in 0..lay.n_cap() {
         let (w0, w1, n0) = (lay.word_off[c], lay.word_off[c + 1], lay.node_off[c] + 1);
         y[w0 * s..w1 * s].copy_from_slice(&nodes_i[n0 * s..(n0 + w1 - w0) * s]);
         dy_n[w0 * s..w1 * s].copy_from_slice(&dnodes_i[n0 * s..(n0 + w1 - w0) * s]);
     }
-    let mut dy = vec![0.0; nw * s]; // [n_words, S] gradient before the l2norm
+    let mut dy = vec![T::ZERO; nw * s]; // [n_words, S] gradient before the l2norm
     super::l2norm::backward(&dy_n, &y, norms, &mut dy, s);
-    let diff: Vec<f32> = ctx_i.iter().zip(t).map(|(c, w)| c - w).collect(); // [n_words, E] ctx − t
-    let d: Vec<f32> = diff.iter().map(|x| x * x).collect(); // [n_words, E]
-    let mut dd = vec![0.0; nw * e]; // [n_words, E]
+    let diff: Vec<T> = ctx_i.iter().zip(t).map(|(&c, &w)| c - w).collect(); // [n_words, E] ctx − t
+    let d: Vec<T> = diff.iter().map(|&x| x * x).collect(); // [n_words, E]
+    let mut dd = vec![T::ZERO; nw * e]; // [n_words, E]
     super::linear::backward(&dy, &d, &lin.w, Some(&mut dd), &mut dlin.w, Some(&mut dlin.b), nw, e, s);
-    for (((g, &x), dc), dw) in dd.iter().zip(&diff).zip(dctx_i.iter_mut()).zip(dt.iter_mut()) {
-        let v = 2.0 * x * g;
+    for (((&g, &x), dc), dw) in dd.iter().zip(&diff).zip(dctx_i.iter_mut()).zip(dt.iter_mut()) {
+        let v = T::from_f32(2.0) * x * g;
         *dc += v;
         *dw -= v;
     }
@@ -136,22 +143,22 @@ pub fn local_backward_image(
 
 /// [`global_forward`] for one image `v_glo_i [E]` (same values): writes the
 /// global rows of `nodes_i [n_nodes, S]`; returns the norms `[n_cap]`.
-pub fn global_forward_image(
-    v_glo_i: &[f32],
-    t_glo: &[f32],
-    lin: &Linear,
+pub fn global_forward_image<T: Real>(
+    v_glo_i: &[T],
+    t_glo: &[T],
+    lin: &Linear<T>,
     lay: &TileLayout,
-    nodes_i: &mut [f32],
-) -> Vec<f32> {
+    nodes_i: &mut [T],
+) -> Vec<T> {
     let (e, s, nc) = (lin.n_in, lin.n_out, lay.n_cap());
-    let mut d = vec![0.0; nc * e]; // [n_cap, E] (v_glo − t_glo)²
+    let mut d = vec![T::ZERO; nc * e]; // [n_cap, E] (v_glo − t_glo)²
     for c in 0..nc {
         for k in 0..e {
             let x = v_glo_i[k] - t_glo[c * e + k];
             d[c * e + k] = x * x;
         }
     }
-    let mut y = vec![0.0; nc * s]; // [n_cap, S]
+    let mut y = vec![T::ZERO; nc * s]; // [n_cap, S]
     super::linear::forward(&d, &lin.w, Some(&lin.b), &mut y, nc, e, s);
     let norms = super::l2norm::forward_keep_norms(&mut y, s);
     for c in 0..nc {
@@ -164,40 +171,40 @@ pub fn global_forward_image(
 /// Backward of [`global_forward_image`]: the global rows of `dnodes_i` →
 /// `dlin += …`, `dv_glo_i [E] += …`, `dt_glo [n_cap, E] += …`.
 #[allow(clippy::too_many_arguments)]
-pub fn global_backward_image(
-    dnodes_i: &[f32],
-    nodes_i: &[f32],
-    norms: &[f32],
-    v_glo_i: &[f32],
-    t_glo: &[f32],
-    lin: &Linear,
+pub fn global_backward_image<T: Real>(
+    dnodes_i: &[T],
+    nodes_i: &[T],
+    norms: &[T],
+    v_glo_i: &[T],
+    t_glo: &[T],
+    lin: &Linear<T>,
     lay: &TileLayout,
-    dlin: &mut Linear,
-    dv_glo_i: &mut [f32],
-    dt_glo: &mut [f32],
+    dlin: &mut Linear<T>,
+    dv_glo_i: &mut [T],
+    dt_glo: &mut [T],
 ) {
     let (e, s, nc) = (lin.n_in, lin.n_out, lay.n_cap());
-    let mut y = vec![0.0; nc * s]; // [n_cap, S]
-    let mut dy_n = vec![0.0; nc * s]; // [n_cap, S]
+    let mut y = vec![T::ZERO; nc * s]; // [n_cap, S]
+    let mut dy_n = vec![T::ZERO; nc * s]; // [n_cap, S]
     for c in 0..nc {
         let n0 = lay.node_off[c];
         y[c * s..(c + 1) * s].copy_from_slice(&nodes_i[n0 * s..(n0 + 1) * s]);
         dy_n[c * s..(c + 1) * s].copy_from_slice(&dnodes_i[n0 * s..(n0 + 1) * s]);
     }
-    let mut dy = vec![0.0; nc * s]; // [n_cap, S]
+    let mut dy = vec![T::ZERO; nc * s]; // [n_cap, S]
     super::l2norm::backward(&dy_n, &y, norms, &mut dy, s);
-    let mut diff = vec![0.0; nc * e]; // [n_cap, E] v_glo − t_glo
+    let mut diff = vec![T::ZERO; nc * e]; // [n_cap, E] v_glo − t_glo
     for c in 0..nc {
         for k in 0..e {
             diff[c * e + k] = v_glo_i[k] - t_glo[c * e + k];
         }
     }
-    let d: Vec<f32> = diff.iter().map(|x| x * x).collect(); // [n_cap, E]
-    let mut dd = vec![0.0; nc * e]; // [n_cap, E]
+    let d: Vec<T> = diff.iter().map(|&x| x * x).collect(); // [n_cap, E]
+    let mut dd = vec![T::ZERO; nc * e]; // [n_cap, E]
     super::linear::backward(&dy, &d, &lin.w, Some(&mut dd), &mut dlin.w, Some(&mut dlin.b), nc, e, s);
     for c in 0..nc {
         for k in 0..e {
-            let v = 2.0 * diff[c * e + k] * dd[c * e + k];
+            let v = T::from_f32(2.0) * diff[c * e + k] * dd[c * e + k];
             dv_glo_i[k] += v;
             dt_glo[c * e + k] -= v;
         }

@@ -2,25 +2,26 @@
 //! BatchNorm over the 36 region slots and over features.
 
 use super::batchnorm::{self, BnStats};
+use super::Real;
 use crate::model::params::{Mode, VisualSa, N_REGIONS};
 
 /// Batch statistics of the two BatchNorms (train mode).
 #[derive(Clone, Debug, Default)]
-pub struct VisualSaStats {
-    pub local: Option<BnStats>,
-    pub global: Option<BnStats>,
+pub struct VisualSaStats<T = f32> {
+    pub local: Option<BnStats<T>>,
+    pub global: Option<BnStats<T>>,
 }
 
 /// `v [n, 36, E]` → `v_glo [n, E]`.
-pub fn forward(v: &[f32], p: &VisualSa, mode: Mode, n: usize, e: usize) -> (Vec<f32>, VisualSaStats) {
+pub fn forward<T: Real>(v: &[T], p: &VisualSa<T>, mode: Mode, n: usize, e: usize) -> (Vec<T>, VisualSaStats<T>) {
     let r = N_REGIONS;
     // local branch: tanh(BN_36(v·Wlᵀ + b))                     [n, 36, E]
-    let mut l = vec![0.0; n * r * e];
+    let mut l = vec![T::ZERO; n * r * e];
     super::linear::forward(v, &p.local.w, Some(&p.local.b), &mut l, n * r, e, e);
     let s_local = batchnorm::forward(&mut l, &p.local_bn, mode, n, r, e);
     l.iter_mut().for_each(|x| *x = x.tanh());
     // global branch: tanh(BN_E(mean_r(v)·Wgᵀ + b))              [n, E]
-    let mut mean = vec![0.0; n * e];
+    let mut mean = vec![T::ZERO; n * e];
     for i in 0..n {
         for reg in 0..r {
             for k in 0..e {
@@ -28,19 +29,19 @@ pub fn forward(v: &[f32], p: &VisualSa, mode: Mode, n: usize, e: usize) -> (Vec<
             }
         }
     }
-    mean.iter_mut().for_each(|x| *x /= r as f32);
-    let mut g = vec![0.0; n * e];
+    mean.iter_mut().for_each(|x| *x /= T::from_usize(r));
+    let mut g = vec![T::ZERO; n * e];
     super::linear::forward(&mean, &p.global.w, Some(&p.global.b), &mut g, n, e, e);
     let s_global = batchnorm::forward(&mut g, &p.global_bn, mode, n, e, 1);
     g.iter_mut().for_each(|x| *x = x.tanh());
     // common: softmax_r((l ⊙ g)·wc + bc); v_glo = l2norm(Σ_r w_r v_r)
-    let mut out = vec![0.0; n * e];
-    let mut w = vec![0.0; r];
+    let mut out = vec![T::ZERO; n * e];
+    let mut w = vec![T::ZERO; r];
     for i in 0..n {
         for reg in 0..r {
             let lr = &l[(i * r + reg) * e..(i * r + reg + 1) * e];
             let gi = &g[i * e..(i + 1) * e];
-            w[reg] = lr.iter().zip(gi).zip(&p.common.w).map(|((a, b), c)| a * b * c).sum::<f32>() + p.common.b[0];
+            w[reg] = lr.iter().zip(gi).zip(&p.common.w).map(|((&a, &b), &c)| a * b * c).sum::<T>() + p.common.b[0];
         }
         super::softmax(&mut w);
         let o = &mut out[i * e..(i + 1) * e];
@@ -59,51 +60,51 @@ pub fn forward(v: &[f32], p: &VisualSa, mode: Mode, n: usize, e: usize) -> (Vec<
 // Training: forward keeping activations (optional dropout), and backward.
 
 /// Multiplies `x` by an inverted-dropout mask (entries 0 or 1/(1−p)) when given.
-fn apply_mask(x: &mut [f32], mask: Option<&[f32]>) {
+fn apply_mask<T: Real>(x: &mut [T], mask: Option<&[T]>) {
     if let Some(m) = mask {
-        x.iter_mut().zip(m).for_each(|(v, s)| *v *= s);
+        x.iter_mut().zip(m).for_each(|(v, &s)| *v *= s);
     }
 }
 
 /// What the backward of [`forward_train`] needs.
 #[derive(Clone, Debug, Default)]
-pub struct VisualSaCache {
-    pub l_pre: Vec<f32>,          // [n, 36, E] local linear output (BatchNorm input)
-    pub l_th: Vec<f32>,           // [n, 36, E] tanh(BN(l_pre)), before dropout
-    pub l: Vec<f32>,              // [n, 36, E] after dropout
-    pub l_mask: Option<Vec<f32>>, // [n, 36, E] dropout multipliers
-    pub mean: Vec<f32>,           // [n, E] mean region (query input)
-    pub g_pre: Vec<f32>,          // [n, E] global linear output (BatchNorm input)
-    pub g_th: Vec<f32>,           // [n, E] tanh(BN(g_pre)), before dropout
-    pub g: Vec<f32>,              // [n, E] after dropout
-    pub g_mask: Option<Vec<f32>>, // [n, E]
-    pub w: Vec<f32>,              // [n, 36] softmax weights over regions
-    pub out: Vec<f32>,            // [n, E] v_glo
-    pub norms: Vec<f32>,          // [n] ‖Σ_r w_r v_r‖
-    pub stats: VisualSaStats,
+pub struct VisualSaCache<T = f32> {
+    pub l_pre: Vec<T>,          // [n, 36, E] local linear output (BatchNorm input)
+    pub l_th: Vec<T>,           // [n, 36, E] tanh(BN(l_pre)), before dropout
+    pub l: Vec<T>,              // [n, 36, E] after dropout
+    pub l_mask: Option<Vec<T>>, // [n, 36, E] dropout multipliers
+    pub mean: Vec<T>,           // [n, E] mean region (query input)
+    pub g_pre: Vec<T>,          // [n, E] global linear output (BatchNorm input)
+    pub g_th: Vec<T>,           // [n, E] tanh(BN(g_pre)), before dropout
+    pub g: Vec<T>,              // [n, E] after dropout
+    pub g_mask: Option<Vec<T>>, // [n, E]
+    pub w: Vec<T>,              // [n, 36] softmax weights over regions
+    pub out: Vec<T>,            // [n, E] v_glo
+    pub norms: Vec<T>,          // [n] ‖Σ_r w_r v_r‖
+    pub stats: VisualSaStats<T>,
 }
 
 /// [`forward`] keeping activations, with inverted-dropout masks on the local
 /// `[n, 36, E]` and global `[n, E]` branch outputs (`None`: no dropout).
 /// Returns `v_glo [n, E]` inside the cache (`cache.out`).
-pub fn forward_train(
-    v: &[f32],
-    p: &VisualSa,
+pub fn forward_train<T: Real>(
+    v: &[T],
+    p: &VisualSa<T>,
     mode: Mode,
     n: usize,
     e: usize,
-    local_mask: Option<Vec<f32>>,
-    global_mask: Option<Vec<f32>>,
-) -> VisualSaCache {
+    local_mask: Option<Vec<T>>,
+    global_mask: Option<Vec<T>>,
+) -> VisualSaCache<T> {
     let r = N_REGIONS;
-    let mut l_pre = vec![0.0; n * r * e]; // [n, 36, E]
+    let mut l_pre = vec![T::ZERO; n * r * e]; // [n, 36, E]
     super::linear::forward(v, &p.local.w, Some(&p.local.b), &mut l_pre, n * r, e, e);
     let mut l_th = l_pre.clone();
     let s_local = batchnorm::forward(&mut l_th, &p.local_bn, mode, n, r, e);
     l_th.iter_mut().for_each(|x| *x = x.tanh());
     let mut l = l_th.clone();
     apply_mask(&mut l, local_mask.as_deref());
-    let mut mean = vec![0.0; n * e]; // [n, E]
+    let mut mean = vec![T::ZERO; n * e]; // [n, E]
     for i in 0..n {
         for reg in 0..r {
             for k in 0..e {
@@ -111,22 +112,22 @@ pub fn forward_train(
             }
         }
     }
-    mean.iter_mut().for_each(|x| *x /= r as f32);
-    let mut g_pre = vec![0.0; n * e]; // [n, E]
+    mean.iter_mut().for_each(|x| *x /= T::from_usize(r));
+    let mut g_pre = vec![T::ZERO; n * e]; // [n, E]
     super::linear::forward(&mean, &p.global.w, Some(&p.global.b), &mut g_pre, n, e, e);
     let mut g_th = g_pre.clone();
     let s_global = batchnorm::forward(&mut g_th, &p.global_bn, mode, n, e, 1);
     g_th.iter_mut().for_each(|x| *x = x.tanh());
     let mut g = g_th.clone();
     apply_mask(&mut g, global_mask.as_deref());
-    let mut out = vec![0.0; n * e]; // [n, E]
-    let mut w = vec![0.0; n * r]; // [n, 36]
+    let mut out = vec![T::ZERO; n * e]; // [n, E]
+    let mut w = vec![T::ZERO; n * r]; // [n, 36]
     for i in 0..n {
         let wi = &mut w[i * r..(i + 1) * r];
         for reg in 0..r {
             let lr = &l[(i * r + reg) * e..(i * r + reg + 1) * e];
             let gi = &g[i * e..(i + 1) * e];
-            wi[reg] = lr.iter().zip(gi).zip(&p.common.w).map(|((a, b), c)| a * b * c).sum::<f32>() + p.common.b[0];
+            wi[reg] = lr.iter().zip(gi).zip(&p.common.w).map(|((&a, &b), &c)| a * b * c).sum::<T>() + p.common.b[0];
         }
         super::softmax(wi);
         let o = &mut out[i * e..(i + 1) * e];
@@ -161,36 +162,36 @@ pub fn forward_train(
 /// before the softmax) and, in train mode, `global.b` (followed by a
 /// BatchNorm over the batch, which removes it).
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
-    dout: &[f32],
-    v: &[f32],
-    p: &VisualSa,
+pub fn backward<T: Real>(
+    dout: &[T],
+    v: &[T],
+    p: &VisualSa<T>,
     mode: Mode,
-    cache: &VisualSaCache,
-    dp: &mut VisualSa,
-    dv: &mut [f32],
+    cache: &VisualSaCache<T>,
+    dp: &mut VisualSa<T>,
+    dv: &mut [T],
     n: usize,
     e: usize,
 ) {
     let r = N_REGIONS;
     let c = cache;
-    let mut du = vec![0.0; n * e]; // [n, E] gradient of Σ_r w_r v_r
+    let mut du = vec![T::ZERO; n * e]; // [n, E] gradient of Σ_r w_r v_r
     super::l2norm::backward(dout, &c.out, &c.norms, &mut du, e);
-    let mut dl = vec![0.0; n * r * e]; // [n, 36, E]
-    let mut dg = vec![0.0; n * e]; // [n, E]
-    let mut dw = vec![0.0; r]; // [36]
-    let mut dscore = vec![0.0; r]; // [36]
+    let mut dl = vec![T::ZERO; n * r * e]; // [n, 36, E]
+    let mut dg = vec![T::ZERO; n * e]; // [n, E]
+    let mut dw = vec![T::ZERO; r]; // [36]
+    let mut dscore = vec![T::ZERO; r]; // [36]
     for i in 0..n {
         let dui = &du[i * e..(i + 1) * e];
         let wi = &c.w[i * r..(i + 1) * r];
         for reg in 0..r {
             let row = (i * r + reg) * e..(i * r + reg + 1) * e;
-            dw[reg] = v[row.clone()].iter().zip(dui).map(|(a, b)| a * b).sum();
+            dw[reg] = v[row.clone()].iter().zip(dui).map(|(&a, &b)| a * b).sum();
             for (d, &g) in dv[row].iter_mut().zip(dui) {
                 *d += wi[reg] * g;
             }
         }
-        dscore.fill(0.0);
+        dscore.fill(T::ZERO);
         super::softmax_backward(wi, &dw, &mut dscore);
         let gi = &c.g[i * e..(i + 1) * e];
         let dgi = &mut dg[i * e..(i + 1) * e];
@@ -207,16 +208,16 @@ pub fn backward(
         }
     }
     // dropout and tanh: d(BN output) = d·mask·(1 − th²)
-    let branch = |d: &mut [f32], th: &[f32], mask: &Option<Vec<f32>>| {
+    let branch = |d: &mut [T], th: &[T], mask: &Option<Vec<T>>| {
         if let Some(m) = mask {
-            d.iter_mut().zip(m).for_each(|(x, s)| *x *= s);
+            d.iter_mut().zip(m).for_each(|(x, &s)| *x *= s);
         }
-        d.iter_mut().zip(th).for_each(|(x, t)| *x *= 1.0 - t * t);
+        d.iter_mut().zip(th).for_each(|(x, &t)| *x *= T::ONE - t * t);
     };
     branch(&mut dl, &c.l_th, &c.l_mask);
     branch(&mut dg, &c.g_th, &c.g_mask);
     // local: BatchNorm over the 36 region slots, then Linear(E→E) on v
-    let mut dl_pre = vec![0.0; n * r * e]; // [n, 36, E]
+    let mut dl_pre = vec![T::ZERO; n * r * e]; // [n, 36, E]
     batchnorm::backward(
         &dl,
         &c.l_pre,
@@ -241,7 +242,7 @@ pub fn backward(
         e,
     );
     // global: BatchNorm over features, then Linear(E→E) on the mean region
-    let mut dg_pre = vec![0.0; n * e]; // [n, E]
+    let mut dg_pre = vec![T::ZERO; n * e]; // [n, E]
     batchnorm::backward(
         &dg,
         &c.g_pre,
@@ -254,13 +255,13 @@ pub fn backward(
         e,
         1,
     );
-    let mut dmean = vec![0.0; n * e]; // [n, E]
+    let mut dmean = vec![T::ZERO; n * e]; // [n, E]
     let dgb = if mode == Mode::Eval { Some(&mut dp.global.b[..]) } else { None };
     super::linear::backward(&dg_pre, &c.mean, &p.global.w, Some(&mut dmean), &mut dp.global.w, dgb, n, e, e);
     for i in 0..n {
         for reg in 0..r {
             for k in 0..e {
-                dv[(i * r + reg) * e + k] += dmean[i * e + k] / r as f32;
+                dv[(i * r + reg) * e + k] += dmean[i * e + k] / T::from_usize(r);
             }
         }
     }

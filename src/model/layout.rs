@@ -45,7 +45,7 @@ impl TileLayout {
     }
 
     /// Packs `cap_emb [n_cap, l_max, E]` into `t [n_words, E]`.
-    pub fn pack_words(&self, cap_emb: &[f32], l_max: usize, e: usize) -> Vec<f32> {
+    pub fn pack_words<T: Copy>(&self, cap_emb: &[T], l_max: usize, e: usize) -> Vec<T> {
         let mut t = Vec::with_capacity(self.n_words() * e);
         for (c, &l) in self.lengths.iter().enumerate() {
             t.extend_from_slice(&cap_emb[c * l_max * e..(c * l_max + l) * e]);

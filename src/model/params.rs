@@ -56,87 +56,162 @@ pub enum Mode {
     Train,
 }
 
+// The parameter structs are generic over the float type like the CPU layers
+// (`crate::cpu::Real`): `f32` everywhere in the model, `f64` in the gradient
+// checks ([`Params::map`] converts).
+
 /// `y = x·Wᵀ + b`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Linear {
-    pub w: Vec<f32>, // [n_out, n_in]
-    pub b: Vec<f32>, // [n_out]
+pub struct Linear<T = f32> {
+    pub w: Vec<T>, // [n_out, n_in]
+    pub b: Vec<T>, // [n_out]
     pub n_out: usize,
     pub n_in: usize,
 }
 
 /// BatchNorm1d affine parameters and running buffers.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BatchNorm {
-    pub weight: Vec<f32>,       // [C]
-    pub bias: Vec<f32>,         // [C]
-    pub running_mean: Vec<f32>, // [C]
-    pub running_var: Vec<f32>,  // [C]
+pub struct BatchNorm<T = f32> {
+    pub weight: Vec<T>,       // [C]
+    pub bias: Vec<T>,         // [C]
+    pub running_mean: Vec<T>, // [C]
+    pub running_var: Vec<T>,  // [C]
     pub num_batches_tracked: i64,
 }
 
 /// One direction of the bidirectional GRU; gate row blocks ordered r, z, n.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GruDirection {
-    pub w_ih: Vec<f32>, // [3E, D_w]
-    pub w_hh: Vec<f32>, // [3E, E]
-    pub b_ih: Vec<f32>, // [3E]
-    pub b_hh: Vec<f32>, // [3E]
+pub struct GruDirection<T = f32> {
+    pub w_ih: Vec<T>, // [3E, D_w]
+    pub w_hh: Vec<T>, // [3E, E]
+    pub b_ih: Vec<T>, // [3E]
+    pub b_hh: Vec<T>, // [3E]
 }
 
 /// Visual self-attention (`v_global_w`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct VisualSa {
-    pub local: Linear,        // [E, E]
-    pub local_bn: BatchNorm,  // C = 36 region slots
-    pub global: Linear,       // [E, E]
-    pub global_bn: BatchNorm, // C = E features
-    pub common: Linear,       // [1, E]
+pub struct VisualSa<T = f32> {
+    pub local: Linear<T>,        // [E, E]
+    pub local_bn: BatchNorm<T>,  // C = 36 region slots
+    pub global: Linear<T>,       // [E, E]
+    pub global_bn: BatchNorm<T>, // C = E features
+    pub common: Linear<T>,       // [1, E]
 }
 
 /// Text self-attention (`t_global_w`), no BatchNorm.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TextSa {
-    pub local: Linear,  // [E, E]
-    pub global: Linear, // [E, E]
-    pub common: Linear, // [1, E]
+pub struct TextSa<T = f32> {
+    pub local: Linear<T>,  // [E, E]
+    pub global: Linear<T>, // [E, E]
+    pub common: Linear<T>, // [1, E]
 }
 
 /// One SGR reasoning step (`SGR_module.k`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SgrStep {
-    pub query: Linear, // [S, S]
-    pub key: Linear,   // [S, S]
-    pub graph: Linear, // [S, S]
+pub struct SgrStep<T = f32> {
+    pub query: Linear<T>, // [S, S]
+    pub key: Linear<T>,   // [S, S]
+    pub graph: Linear<T>, // [S, S]
 }
 
 /// SAF filtration (`SAF_module`).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Saf {
-    pub attn: Linear,  // [1, S]
-    pub bn: BatchNorm, // C = 1
+pub struct Saf<T = f32> {
+    pub attn: Linear<T>,  // [1, S]
+    pub bn: BatchNorm<T>, // C = 1
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Reasoning {
-    Sgr(Vec<SgrStep>),
-    Saf(Saf),
+pub enum Reasoning<T = f32> {
+    Sgr(Vec<SgrStep<T>>),
+    Saf(Saf<T>),
 }
 
 /// All parameters of one SGR or SAF model.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Params {
+pub struct Params<T = f32> {
     pub cfg: Config,
-    pub img_fc: Linear,        // [E, D_img]
-    pub embed: Vec<f32>,       // [V, D_w]
-    pub gru_fwd: GruDirection, // cap_rnn.*_l0
-    pub gru_bwd: GruDirection, // cap_rnn.*_l0_reverse
-    pub v_sa: VisualSa,
-    pub t_sa: TextSa,
-    pub sim_loc: Linear,  // [S, E]
-    pub sim_glo: Linear,  // [S, E]
-    pub sim_eval: Linear, // [1, S]
-    pub reasoning: Reasoning,
+    pub img_fc: Linear<T>,        // [E, D_img]
+    pub embed: Vec<T>,            // [V, D_w]
+    pub gru_fwd: GruDirection<T>, // cap_rnn.*_l0
+    pub gru_bwd: GruDirection<T>, // cap_rnn.*_l0_reverse
+    pub v_sa: VisualSa<T>,
+    pub t_sa: TextSa<T>,
+    pub sim_loc: Linear<T>,  // [S, E]
+    pub sim_glo: Linear<T>,  // [S, E]
+    pub sim_eval: Linear<T>, // [1, S]
+    pub reasoning: Reasoning<T>,
+}
+
+fn map_vec<T: Copy, U>(v: &[T], f: impl Fn(T) -> U) -> Vec<U> {
+    v.iter().map(|&x| f(x)).collect()
+}
+
+impl<T: Copy> Linear<T> {
+    /// The same layer with every value converted by `f`.
+    pub fn map<U>(&self, f: impl Fn(T) -> U + Copy) -> Linear<U> {
+        Linear { w: map_vec(&self.w, f), b: map_vec(&self.b, f), n_out: self.n_out, n_in: self.n_in }
+    }
+}
+
+impl<T: Copy> BatchNorm<T> {
+    /// The same layer (buffers included) with every value converted by `f`.
+    pub fn map<U>(&self, f: impl Fn(T) -> U + Copy) -> BatchNorm<U> {
+        BatchNorm {
+            weight: map_vec(&self.weight, f),
+            bias: map_vec(&self.bias, f),
+            running_mean: map_vec(&self.running_mean, f),
+            running_var: map_vec(&self.running_var, f),
+            num_batches_tracked: self.num_batches_tracked,
+        }
+    }
+}
+
+impl<T: Copy> GruDirection<T> {
+    /// The same direction with every value converted by `f`.
+    pub fn map<U>(&self, f: impl Fn(T) -> U + Copy) -> GruDirection<U> {
+        GruDirection {
+            w_ih: map_vec(&self.w_ih, f),
+            w_hh: map_vec(&self.w_hh, f),
+            b_ih: map_vec(&self.b_ih, f),
+            b_hh: map_vec(&self.b_hh, f),
+        }
+    }
+}
+
+impl<T: Copy> Params<T> {
+    /// The same model with every value converted by `f` (e.g. `|x| x as f64`
+    /// for the float64 gradient checks).
+    pub fn map<U>(&self, f: impl Fn(T) -> U + Copy) -> Params<U> {
+        let (v, t) = (&self.v_sa, &self.t_sa);
+        Params {
+            cfg: self.cfg,
+            img_fc: self.img_fc.map(f),
+            embed: map_vec(&self.embed, f),
+            gru_fwd: self.gru_fwd.map(f),
+            gru_bwd: self.gru_bwd.map(f),
+            v_sa: VisualSa {
+                local: v.local.map(f),
+                local_bn: v.local_bn.map(f),
+                global: v.global.map(f),
+                global_bn: v.global_bn.map(f),
+                common: v.common.map(f),
+            },
+            t_sa: TextSa { local: t.local.map(f), global: t.global.map(f), common: t.common.map(f) },
+            sim_loc: self.sim_loc.map(f),
+            sim_glo: self.sim_glo.map(f),
+            sim_eval: self.sim_eval.map(f),
+            reasoning: match &self.reasoning {
+                Reasoning::Sgr(steps) => Reasoning::Sgr(
+                    steps
+                        .iter()
+                        .map(|st| SgrStep { query: st.query.map(f), key: st.key.map(f), graph: st.graph.map(f) })
+                        .collect(),
+                ),
+                Reasoning::Saf(saf) => Reasoning::Saf(Saf { attn: saf.attn.map(f), bn: saf.bn.map(f) }),
+            },
+        }
+    }
 }
 
 /// A tensor as read from or written to a checkpoint.

@@ -7,6 +7,7 @@
 //! state-dict order (the optimizer's parameter order up to a permutation, which
 //! Adam and global-norm clipping do not depend on), under their official keys.
 
+use crate::cpu::Real;
 use crate::model::params::{expected_keys, BatchNorm, GruDirection, Linear, Params, Reasoning, Saf, SgrStep};
 
 /// `true` for BatchNorm running buffers (state-dict keys that are not parameters).
@@ -15,24 +16,24 @@ pub fn is_buffer(key: &str) -> bool {
 }
 
 /// A zero Linear of the same shape.
-pub fn zeros_linear(l: &Linear) -> Linear {
-    Linear { w: vec![0.0; l.w.len()], b: vec![0.0; l.b.len()], n_out: l.n_out, n_in: l.n_in }
+pub fn zeros_linear<T: Real>(l: &Linear<T>) -> Linear<T> {
+    Linear { w: vec![T::ZERO; l.w.len()], b: vec![T::ZERO; l.b.len()], n_out: l.n_out, n_in: l.n_in }
 }
 
 /// A zero BatchNorm of the same shape (weight, bias and buffers all 0).
-pub fn zeros_bn(b: &BatchNorm) -> BatchNorm {
+pub fn zeros_bn<T: Real>(b: &BatchNorm<T>) -> BatchNorm<T> {
     let c = b.weight.len();
     BatchNorm {
-        weight: vec![0.0; c],
-        bias: vec![0.0; c],
-        running_mean: vec![0.0; c],
-        running_var: vec![0.0; c],
+        weight: vec![T::ZERO; c],
+        bias: vec![T::ZERO; c],
+        running_mean: vec![T::ZERO; c],
+        running_var: vec![T::ZERO; c],
         num_batches_tracked: 0,
     }
 }
 
 /// Zero SGR steps or SAF of the same shape.
-pub fn zeros_reasoning(r: &Reasoning) -> Reasoning {
+pub fn zeros_reasoning<T: Real>(r: &Reasoning<T>) -> Reasoning<T> {
     match r {
         Reasoning::Sgr(steps) => Reasoning::Sgr(
             steps
@@ -48,23 +49,24 @@ pub fn zeros_reasoning(r: &Reasoning) -> Reasoning {
     }
 }
 
-fn zeros_gru(g: &GruDirection) -> GruDirection {
+/// A zero GRU direction of the same shape.
+pub fn zeros_gru<T: Real>(g: &GruDirection<T>) -> GruDirection<T> {
     GruDirection {
-        w_ih: vec![0.0; g.w_ih.len()],
-        w_hh: vec![0.0; g.w_hh.len()],
-        b_ih: vec![0.0; g.b_ih.len()],
-        b_hh: vec![0.0; g.b_hh.len()],
+        w_ih: vec![T::ZERO; g.w_ih.len()],
+        w_hh: vec![T::ZERO; g.w_hh.len()],
+        b_ih: vec![T::ZERO; g.b_ih.len()],
+        b_hh: vec![T::ZERO; g.b_hh.len()],
     }
 }
 
-impl Params {
+impl<T: Real> Params<T> {
     /// A gradient container (or Adam moment) for this model: every tensor zero.
-    pub fn zeros_like(&self) -> Params {
+    pub fn zeros_like(&self) -> Params<T> {
         use crate::model::params::{TextSa, VisualSa};
         Params {
             cfg: self.cfg,
             img_fc: zeros_linear(&self.img_fc),
-            embed: vec![0.0; self.embed.len()],
+            embed: vec![T::ZERO; self.embed.len()],
             gru_fwd: zeros_gru(&self.gru_fwd),
             gru_bwd: zeros_gru(&self.gru_bwd),
             v_sa: VisualSa {
@@ -93,8 +95,8 @@ pub fn trainable_keys(p: &Params) -> Vec<String> {
 }
 
 /// The trainable tensors, official order (same order as [`trainable_keys`]).
-pub fn trainable(p: &Params) -> Vec<&[f32]> {
-    let mut v: Vec<&[f32]> = vec![&p.img_fc.w, &p.img_fc.b, &p.embed];
+pub fn trainable<T>(p: &Params<T>) -> Vec<&[T]> {
+    let mut v: Vec<&[T]> = vec![&p.img_fc.w, &p.img_fc.b, &p.embed];
     for g in [&p.gru_fwd, &p.gru_bwd] {
         v.extend([&g.w_ih[..], &g.w_hh, &g.b_ih, &g.b_hh]);
     }
@@ -120,8 +122,8 @@ pub fn trainable(p: &Params) -> Vec<&[f32]> {
 }
 
 /// Mutable form of [`trainable`], same order.
-pub fn trainable_mut(p: &mut Params) -> Vec<&mut [f32]> {
-    let mut v: Vec<&mut [f32]> = vec![&mut p.img_fc.w, &mut p.img_fc.b, &mut p.embed];
+pub fn trainable_mut<T>(p: &mut Params<T>) -> Vec<&mut [T]> {
+    let mut v: Vec<&mut [T]> = vec![&mut p.img_fc.w, &mut p.img_fc.b, &mut p.embed];
     for g in [&mut p.gru_fwd, &mut p.gru_bwd] {
         v.extend([&mut g.w_ih[..], &mut g.w_hh, &mut g.b_ih, &mut g.b_hh]);
     }
