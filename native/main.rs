@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod plot;
+mod rank;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,8 @@ enum Cmd {
     Bench(BenchCmd),
     /// Convert the authors' PyTorch checkpoint (model_best.pth.tar) to safetensors, without Python.
     Import(ImportArgs),
+    /// Rank the images of a split for one sentence (the web page's search, natively).
+    Rank(rank::RankArgs),
 }
 
 #[derive(Args)]
@@ -207,6 +210,7 @@ fn main() {
         Cmd::Bench(BenchCmd::Eval(a)) => bench_eval(a),
         Cmd::Bench(BenchCmd::Train(a)) => bench_train(a),
         Cmd::Import(a) => import(a),
+        Cmd::Rank(a) => rank::rank(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

@@ -13,6 +13,7 @@
 //! - [`eval`]: all-pairs scoring in tiles and the retrieval metrics.
 //! - [`train`]: the training step on the CPU: loss, gradient clipping, Adam, BatchNorm updates.
 //! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
+//! - [`web`]: the browser page's engine (sentence → images, image → sentences, per-word explanation) and its wasm interface.
 
 pub mod backend;
 pub mod cpu;
@@ -23,5 +24,6 @@ pub mod gpu;
 pub mod model;
 pub mod pth;
 pub mod train;
+pub mod web;
 
 pub use error::{Result, SgrafError};
