@@ -293,10 +293,10 @@ function drawImage(canvas, i, attention) {
     ctx.fillStyle = g;
     ctx.fillRect(ox, oy, W * s, H * s);
     ctx.fillStyle = 'rgba(20, 30, 45, 0.55)';
-    ctx.font = `600 ${Math.round(ch / 7)}px system-ui, sans-serif`;
+    ctx.font = `600 ${Math.round(ch / 9)}px system-ui, sans-serif`;
     ctx.textAlign = 'center';
     ctx.textBaseline = 'middle';
-    ctx.fillText(`#${i}`, cw / 2, ch / 2);
+    ctx.fillText(`image ${i}`, cw / 2, ch / 2);
   }
   const peak = attention ? Math.max(...attention) : 0;
   boxes.forEach((b, r) => {
@@ -574,6 +574,7 @@ async function rankCaptionsFor(i) {
 }
 
 function showMoreCaptions() {
+  const list = $('#captions');
   const r = state.captionRanking, i = state.captionImage;
   const from = state.captionsShown, to = Math.min(r.order.length, from + 8);
   const caps = r.order.slice(from, to).map((k) => state.info.captions[k]);

@@ -59,7 +59,12 @@ impl Device {
             }
             let d = match crate::gpu::GpuContext::new(false).await {
                 Ok(ctx) if ctx.adapter_info.backend == wgpu::Backend::BrowserWebGpu => {
-                    let note = format!("WebGPU: {}", ctx.describe());
+                    let i = &ctx.adapter_info;
+                    let kind = if ctx.is_software() { "software adapter" } else { "GPU adapter" };
+                    let note = match i.name.trim() {
+                        "" => format!("WebGPU ({kind})"),
+                        name => format!("WebGPU: {name} ({kind})"),
+                    };
                     Device { backend: Backend::Gpu(std::sync::Arc::new(ctx)), kind: "webgpu", note }
                 }
                 Ok(ctx) => cpu(format!(

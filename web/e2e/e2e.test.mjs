@@ -147,7 +147,16 @@ test('WebGPU: the page ranks the gallery as the native binary does and shows SAF
       assert.ok(w.saf !== '' && Number.isFinite(v) && v > 0 && v < 1, `SAF weight of "${w.token}" shown as "${w.saf}"`);
       assert.match(w.title, /SAF weight \d\.\d{3}/, `weight readable on hover for "${w.token}"`);
     }
-    await page.hover('#query-words .word');
+    // image → sentences: click the second-ranked image, its captions come ranked and shaded
+    const second = r.order[1];
+    await page.click(`#gallery li[data-image="${second}"] button`);
+    await page.waitForFunction((i) => document.querySelector('#captions').dataset.image === String(i), second, { timeout: TIMEOUT });
+    const caps = await page.$$eval('#captions li', (lis) => lis.map((li) => ({ k: Number(li.dataset.caption), own: li.classList.contains('own'), weights: [...li.querySelectorAll('.word')].map((w) => Number(w.dataset.safWeight)) })));
+    assert.ok(caps.length > 0, 'captions ranked for the clicked image');
+    assert.ok(caps.every((c) => c.weights.length > 0 && c.weights.every((w) => w > 0 && w < 1)), 'every caption shaded by SAF weights');
+    const perImage = manifest.captions_per_image || 1;
+    assert.ok(caps.every((c) => c.own === (Math.floor(c.k / perImage) === second)), "the image's own captions are marked");
+    await page.hover('#query-words .word:nth-child(2)');
     await page.screenshot({ path: join(OUT, 'page-webgpu.png'), fullPage: true });
     const times = await timeQueries(page, [manifest.examples?.[0] || QUERY, QUERY, manifest.examples?.[2] || QUERY]);
     await page.setViewportSize({ width: 390, height: 844 });
