@@ -76,7 +76,7 @@ fn rank_captions_scores_every_caption_for_one_image() {
     let mut sorted = r.order.clone();
     sorted.sort();
     assert_eq!(sorted, (0..d.gallery.n_captions()).collect::<Vec<_>>());
-    let err = pollster::block_on(d.rank_captions(6)).err().expect("image 6 of 6 is refused");
+    let err = pollster::block_on(d.rank_captions(6)).expect_err("image 6 of 6 is refused");
     assert!(err.to_string().contains("not in the gallery of 6 images"), "{err}");
 }
 
