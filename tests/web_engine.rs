@@ -173,3 +173,29 @@ fn sgraf_rank_json_equals_the_engine() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("the query has no words"));
 }
+
+/// The engine on a GPU (lavapipe here; images and captions stay on the device
+/// between queries) ranks as on the CPU, scores within 2e-6.
+#[test]
+fn gpu_engine_ranks_as_the_cpu_engine() {
+    let ctx = sgraf::gpu::GpuContext::new_blocking(false).unwrap_or_else(|e| {
+        panic!("GPU engine test needs a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers): {e}")
+    });
+    let (vocab, split) = inputs();
+    let gpu =
+        pollster::block_on(Demo::new(&Backend::Gpu(std::sync::Arc::new(ctx)), params(), vocab, split, &mut quiet))
+            .expect("GPU demo");
+    let cpu = demo();
+    for q in QUERIES {
+        let a = pollster::block_on(gpu.rank_images(q)).expect("GPU rank");
+        let b = pollster::block_on(cpu.rank_images(q)).expect("CPU rank");
+        assert_eq!(a.order, b.order, "{q}");
+        assert_close(&format!("{q}: ensemble"), &a.ensemble, &b.ensemble, 2e-6);
+    }
+    for image in [0, 5] {
+        let a = pollster::block_on(gpu.rank_captions(image)).expect("GPU captions");
+        let b = pollster::block_on(cpu.rank_captions(image)).expect("CPU captions");
+        assert_eq!(a.order, b.order, "image {image}");
+        assert_close(&format!("image {image} → captions"), &a.ensemble, &b.ensemble, 2e-6);
+    }
+}

@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -19,7 +20,9 @@ use crate::data::{Split, Vocab};
 use crate::error::{Result, SgrafError};
 use crate::eval::metrics::ranking;
 use crate::eval::score;
-use crate::model::params::{Params, N_REGIONS};
+use crate::gpu::model::{GpuCaptionEmb, GpuImageEmb};
+use crate::gpu::tensor::read_f32_many;
+use crate::model::params::{Mode, Params, N_REGIONS};
 
 use super::explain::{explain_encoded, Explanation};
 
@@ -30,6 +33,10 @@ pub type Progress<'a> = dyn FnMut(&str, usize, usize) -> Pin<Box<dyn Future<Outp
 /// Images encoded per chunk while the gallery loads.
 const IMAGE_CHUNK: usize = 32;
 
+/// Longest query, in tokens with `<start>`/`<end>`: the GPU image tiles are
+/// sized for it once, when the gallery is uploaded.
+pub const MAX_QUERY_TOKENS: usize = 64;
+
 /// One model and the gallery encoded by it.
 pub struct DemoModel {
     /// "SGR" or "SAF".
@@ -37,8 +44,78 @@ pub struct DemoModel {
     pub model: Model,
     /// Gallery images, `[n_images]` encoded.
     pub images: ImageEmb,
+    /// On a GPU: the encoded images uploaded once, in tiles (first image, tile).
+    gpu_images: Vec<(usize, GpuImageEmb)>,
     /// Gallery captions, encoded on first use (image → sentences).
-    captions: RefCell<Option<std::rc::Rc<CaptionEmb>>>,
+    captions: RefCell<Option<Rc<CaptionEmb>>>,
+    /// On a GPU: the encoded captions uploaded once, in tiles.
+    gpu_captions: RefCell<Option<Rc<Vec<GpuCaptionEmb>>>>,
+}
+
+impl DemoModel {
+    /// Scores of every gallery image against one caption (`ids`), `[n_images]`.
+    /// On a GPU: the caption is encoded and every image tile scored in one
+    /// submission, read back once; the images never leave the device.
+    async fn score_images(&self, ids: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let Some(g) = self.model.gpu() else {
+            let cap = self.model.encode_captions_async(ids).await?;
+            return score::score_all_async(&self.model, &self.images, &cap).await;
+        };
+        let ctx = g.context();
+        let mut enc = ctx.encoder("rank images");
+        let cap = g.encode_captions_gpu(&mut enc, ids)?;
+        let sims = self
+            .gpu_images
+            .iter()
+            .map(|(_, tile)| Ok(g.score_tile_gpu(&mut enc, tile, &cap, Mode::Eval, false)?.sims))
+            .collect::<Result<Vec<_>>>()?;
+        ctx.submit(enc);
+        let parts = read_f32_many(ctx, &sims.iter().collect::<Vec<_>>()).await?; // [n_tile_images, 1] each
+        Ok(parts.concat())
+    }
+
+    /// Scores of every gallery caption against encoded gallery image `image`, `[n_captions]`.
+    async fn score_captions(&self, image: usize, caption_ids: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let e = self.model.params().cfg.embed;
+        let cached = self.captions.borrow().clone();
+        let cap = match cached {
+            Some(c) => c,
+            None => {
+                let c = Rc::new(self.model.encode_captions_async(caption_ids).await?);
+                *self.captions.borrow_mut() = Some(c.clone());
+                c
+            }
+        };
+        let img = self.images.slice(image..image + 1, e);
+        let Some(g) = self.model.gpu() else {
+            return score::score_all_async(&self.model, &img, &cap).await; // [1, n_cap]
+        };
+        let cached = self.gpu_captions.borrow().clone();
+        let tiles = match cached {
+            Some(t) => t,
+            None => {
+                let (_, per_tile) = g.tile_sizes(1, &cap.layout.lengths);
+                let n = cap.layout.n_cap();
+                let t = (0..n)
+                    .step_by(per_tile.max(1))
+                    .map(|c0| g.upload_captions(&cap.slice(c0..(c0 + per_tile).min(n), e)))
+                    .collect::<Result<Vec<_>>>()?;
+                let t = Rc::new(t);
+                *self.gpu_captions.borrow_mut() = Some(t.clone());
+                t
+            }
+        };
+        let ctx = g.context();
+        let gi = g.upload_images(&img)?;
+        let mut enc = ctx.encoder("rank captions");
+        let sims = tiles
+            .iter()
+            .map(|ct| Ok(g.score_tile_gpu(&mut enc, &gi, ct, Mode::Eval, false)?.sims))
+            .collect::<Result<Vec<_>>>()?;
+        ctx.submit(enc);
+        let parts = read_f32_many(ctx, &sims.iter().collect::<Vec<_>>()).await?; // [1, n_tile_captions] each
+        Ok(parts.concat())
+    }
 }
 
 /// The loaded demo.
@@ -152,7 +229,25 @@ impl Demo {
                 });
             }
             let images = images.ok_or_else(|| SgrafError::Input("the gallery has no images".into()))?;
-            models.push(DemoModel { module, model, images, captions: RefCell::new(None) });
+            let gpu_images = match model.gpu() {
+                None => Vec::new(),
+                Some(g) => {
+                    let e = model.params().cfg.embed;
+                    let (per_tile, _) = g.tile_sizes(n, &[MAX_QUERY_TOKENS]);
+                    (0..n)
+                        .step_by(per_tile.max(1))
+                        .map(|i0| Ok((i0, g.upload_images(&images.slice(i0..(i0 + per_tile).min(n), e))?)))
+                        .collect::<Result<Vec<_>>>()?
+                }
+            };
+            models.push(DemoModel {
+                module,
+                model,
+                images,
+                gpu_images,
+                captions: RefCell::new(None),
+                gpu_captions: RefCell::new(None),
+            });
         }
         progress("ready", total, total).await;
         Ok(Demo { models, vocab, gallery, caption_ids })
@@ -165,10 +260,16 @@ impl Demo {
             return Err(SgrafError::Input("the query has no words".into()));
         }
         let ids = score::encode_captions(&[query.to_string()], &self.vocab)?;
+        if ids[0].len() > MAX_QUERY_TOKENS {
+            return Err(SgrafError::Input(format!(
+                "the query has {} words; at most {} fit the image tiles",
+                ids[0].len() - 2,
+                MAX_QUERY_TOKENS - 2
+            )));
+        }
         let mut models = Vec::with_capacity(self.models.len());
         for m in &self.models {
-            let cap = m.model.encode_captions_async(&ids).await?;
-            let scores = score::score_all_async(&m.model, &m.images, &cap).await?; // [n_img, 1]
+            let scores = m.score_images(&ids).await?;
             models.push(ModelScores { module: m.module, scores });
         }
         let known = tokens.iter().map(|t| self.vocab.contains(t)).collect();
@@ -181,20 +282,9 @@ impl Demo {
         if image >= n {
             return Err(SgrafError::Input(format!("image {image} is not in the gallery of {n} images")));
         }
-        let e_of = |m: &DemoModel| m.model.params().cfg.embed;
         let mut models = Vec::with_capacity(self.models.len());
         for m in &self.models {
-            let cached = m.captions.borrow().clone();
-            let cap = match cached {
-                Some(c) => c,
-                None => {
-                    let c = std::rc::Rc::new(m.model.encode_captions_async(&self.caption_ids).await?);
-                    *m.captions.borrow_mut() = Some(c.clone());
-                    c
-                }
-            };
-            let img = m.images.slice(image..image + 1, e_of(m));
-            let scores = score::score_all_async(&m.model, &img, &cap).await?; // [1, n_cap]
+            let scores = m.score_captions(image, &self.caption_ids).await?;
             models.push(ModelScores { module: m.module, scores });
         }
         Ok(finish(models, Vec::new(), Vec::new()))
