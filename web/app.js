@@ -416,6 +416,8 @@ async function rankImages(text) {
     g.append(li);
   });
   g.dataset.ms = dt.toFixed(1);
+  const best = r.order[0];
+  $('#rank-status').textContent = `${r.order.length} images ranked in ${Math.round(dt)} ms; best: image ${best}, score ${fmt(r.ensemble[best])}.`;
   selectImage(r.order[0], false);
   g.dataset.query = query;
   if (timings.firstResult === null) timings.firstResult = performance.now();
