@@ -2,7 +2,10 @@
 // from the golden CLI case beside the repository, for developing and testing
 // the page before the real demo assets exist:
 //
-//   node web/e2e/make-fixture.mjs [OUT]   (default: target/web-fixture)
+//   node web/e2e/make-fixture.mjs [OUT] [--images N]   (default: target/web-fixture, 6 images)
+//
+// With --images N > 6 the gallery is the 6 golden images repeated with a
+// little seeded noise (and their captions repeated), for timing larger galleries.
 //
 // Checkpoints, vocabulary, features and captions are copied from
 // ../shared/golden/small_float32_cli/<SGR|SAF>/; the region boxes are made up
@@ -14,22 +17,44 @@ import { fileURLToPath } from 'node:url';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const golden = resolve(repo, '../shared/golden/small_float32_cli');
-const out = resolve(process.argv[2] || join(repo, 'target/web-fixture'));
+const args = process.argv.slice(2);
+const flag = args.indexOf('--images');
+const wantImages = flag >= 0 ? Number(args.splice(flag, 2)[1]) : 0;
+const out = resolve(args[0] || join(repo, 'target/web-fixture'));
 mkdirSync(out, { recursive: true });
 
 copyFileSync(join(golden, 'SGR/checkpoint.safetensors'), join(out, 'sgr.safetensors'));
 copyFileSync(join(golden, 'SAF/checkpoint.safetensors'), join(out, 'saf.safetensors'));
 for (const f of ['vocab.json', 'test_ims.npy', 'test_caps.txt']) copyFileSync(join(golden, 'SGR/data', f), join(out, f));
 
-const captions = readFileSync(join(out, 'test_caps.txt'), 'utf8').trim().split('\n');
+let captions = readFileSync(join(out, 'test_caps.txt'), 'utf8').trim().split('\n');
 // The .npy header's shape: the first number is the image count.
-const header = readFileSync(join(out, 'test_ims.npy')).subarray(0, 256).toString('latin1');
-const n = Number(/'shape':\s*\((\d+),/.exec(header)[1]);
+const npy = readFileSync(join(out, 'test_ims.npy'));
+const header = npy.subarray(0, 256).toString('latin1');
+let n = Number(/'shape':\s*\((\d+),/.exec(header)[1]);
+let seed = 1234;
+const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+if (wantImages > n) {
+  // Repeat the images with ±1% seeded noise; header rewritten for the new count.
+  const hlen = npy.readUInt16LE(8) + 10;
+  const src = new Float32Array(npy.buffer.slice(npy.byteOffset + hlen, npy.byteOffset + npy.length));
+  const per = src.length / n;
+  const data = new Float32Array(per * wantImages);
+  for (let i = 0; i < wantImages; i++) for (let j = 0; j < per; j++) data[i * per + j] = src[(i % n) * per + j] * (1 + 0.02 * (rand() - 0.5));
+  let h = `{'descr': '<f4', 'fortran_order': False, 'shape': (${wantImages}, 36, ${per / 36}), }`;
+  h = h.padEnd(Math.ceil((h.length + 11) / 64) * 64 - 11, ' ') + '\n';
+  const head = Buffer.alloc(10);
+  Buffer.from('\x93NUMPY', 'latin1').copy(head);
+  head[6] = 1;
+  head.writeUInt16LE(h.length, 8);
+  writeFileSync(join(out, 'test_ims.npy'), Buffer.concat([head, Buffer.from(h, 'latin1'), Buffer.from(data.buffer)]));
+  captions = Array.from({ length: wantImages * (captions.length / n) }, (_, k) => captions[k % captions.length]);
+  writeFileSync(join(out, 'test_caps.txt'), captions.join('\n') + '\n');
+  n = wantImages;
+}
 
 // 36 boxes per image in a 600 × 450 picture, from a seeded generator.
 const [W, H] = [600, 450];
-let seed = 1234;
-const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
 const boxes = [];
 for (let i = 0; i < n; i++) {
   const img = [];
