@@ -7,6 +7,7 @@ mod demo;
 mod explain;
 mod plot;
 mod synth;
+mod rank;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -53,6 +54,8 @@ enum Cmd {
     Import(ImportArgs),
     /// Write the built-in teaching dataset of generated scenes (features, captions, vocabulary, pictures).
     Synth(synth::SynthArgs),
+    /// Rank the images of a split for one sentence (the web page's search, natively).
+    Rank(rank::RankArgs),
 }
 
 #[derive(Args)]
@@ -228,6 +231,7 @@ fn main() {
         Cmd::Explain(a) => explain::run(a),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Synth(a) => synth::run(a),
+        Cmd::Rank(a) => rank::rank(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

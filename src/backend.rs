@@ -121,6 +121,30 @@ impl Model {
         }
     }
 
+    /// [`Self::encode_images`] awaiting the GPU instead of blocking (the form the web page uses).
+    pub async fn encode_images_async(&self, images: &[f32], n: usize) -> Result<ImageEmb> {
+        match &self.gpu {
+            Some(g) => g.encode_images_async(images, n, Mode::Eval).await,
+            None => Ok(crate::cpu::model::encode_images(&self.params, images, n, Mode::Eval).0),
+        }
+    }
+
+    /// [`Self::encode_captions`] awaiting the GPU instead of blocking.
+    pub async fn encode_captions_async(&self, captions: &[Vec<u32>]) -> Result<CaptionEmb> {
+        match &self.gpu {
+            Some(g) => g.encode_captions_async(captions).await,
+            None => Ok(crate::cpu::model::encode_captions(&self.params, captions)),
+        }
+    }
+
+    /// [`Self::score`] awaiting the GPU instead of blocking.
+    pub async fn score_async(&self, img: &ImageEmb, cap: &CaptionEmb) -> Result<Vec<f32>> {
+        match &self.gpu {
+            Some(g) => Ok(g.score_tile_async(img, cap, Mode::Eval, false).await?.0),
+            None => Ok(crate::cpu::model::score_tile_parallel(&self.params, img, cap)),
+        }
+    }
+
     /// (images per tile, captions per tile) for scoring `n_img` images
     /// against captions of these lengths.
     pub fn tile_sizes(&self, n_img: usize, lengths: &[usize]) -> (usize, usize) {

@@ -15,6 +15,7 @@
 //! - [`train`]: the training step on the CPU: loss, gradient clipping, Adam, BatchNorm updates.
 //! - [`pth`]: the authors' PyTorch checkpoints (`.pth.tar`), read without Python or executing anything.
 //! - [`synth`]: a generated teaching dataset of simple scenes (features, captions, pictures).
+//! - [`web`]: the browser page's engine (sentence → images, image → sentences, per-word explanation) and its wasm interface.
 
 pub mod backend;
 pub mod cpu;
@@ -27,5 +28,6 @@ pub mod model;
 pub mod pth;
 pub mod synth;
 pub mod train;
+pub mod web;
 
 pub use error::{Result, SgrafError};

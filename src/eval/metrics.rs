@@ -162,6 +162,23 @@ fn position(scores: &[f32], j: usize) -> usize {
     scores.iter().enumerate().filter(|&(k, &s)| s > t || (s == t && k > j)).count()
 }
 
+/// Candidates in ranked order, best first: `argsort(scores)[::-1]` with a
+/// stable ascending sort, so equal scores come by decreasing index (the
+/// official tie rule, as in [`position`]). NaN scores rank last.
+pub fn ranking(scores: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (scores[a], scores[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, true) => b.cmp(&a),
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            (false, false) => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal).then(b.cmp(&a)),
+        }
+    });
+    order
+}
+
 /// Text → image ranks of a block (one per caption).
 fn t2i_ranks(b: Block, im_div: usize) -> Vec<usize> {
     let mut ranks = vec![0usize; b.cols];
@@ -341,6 +358,15 @@ mod tests {
         // image 0 has 0.45 < 0.8 -> 0; caption 8: image 0 has 0.9, image 1 0.9 ->
         // a tie, not strictly greater -> rank 0.
         assert_recall(m.t2i, [100.0, 100.0, 100.0, 1.0, 1.0], "t2i");
+    }
+
+    #[test]
+    fn ranking_is_descending_with_ties_by_decreasing_index() {
+        let s = [0.5, 0.9, 0.5, 0.1, 0.9, f32::NAN];
+        assert_eq!(ranking(&s), vec![4, 1, 2, 0, 3, 5]);
+        for (pos, &j) in ranking(&s[..5]).iter().enumerate() {
+            assert_eq!(position(&s[..5], j), pos);
+        }
     }
 
     #[test]

@@ -114,3 +114,29 @@ pub fn score_all(
     }
     Ok(sims)
 }
+
+/// [`score_all`] awaiting the GPU between tiles instead of blocking: the form
+/// the web page uses (one tile submitted and read back at a time).
+pub async fn score_all_async(
+    model: &Model,
+    img: &crate::cpu::model::ImageEmb,
+    cap: &crate::cpu::model::CaptionEmb,
+) -> Result<Vec<f32>> {
+    let e = model.params().cfg.embed;
+    let (n_img, n_cap) = (img.n, cap.layout.n_cap());
+    let (img_tile, cap_tile) = model.tile_sizes(n_img, &cap.layout.lengths);
+    let mut sims = vec![0.0f32; n_img * n_cap];
+    for c0 in (0..n_cap).step_by(cap_tile.max(1)) {
+        let c1 = (c0 + cap_tile).min(n_cap);
+        let ct = cap.slice(c0..c1, e);
+        for i0 in (0..n_img).step_by(img_tile.max(1)) {
+            let i1 = (i0 + img_tile).min(n_img);
+            let s = model.score_async(&img.slice(i0..i1, e), &ct).await?; // [i1-i0, c1-c0]
+            for i in i0..i1 {
+                sims[i * n_cap + c0..i * n_cap + c1]
+                    .copy_from_slice(&s[(i - i0) * (c1 - c0)..(i - i0 + 1) * (c1 - c0)]);
+            }
+        }
+    }
+    Ok(sims)
+}

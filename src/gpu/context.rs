@@ -102,6 +102,8 @@ impl GpuContext {
     /// `require_hardware`: refuse a software (`DeviceType::Cpu`) adapter such
     /// as lavapipe/llvmpipe and report [`SgrafError::NoGpu`] instead (used by
     /// `--backend auto`, which then falls back to the CPU backend).
+    // On wasm, wgpu's types are not Send/Sync (one thread); the Arc is shared code with native.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     pub async fn new(require_hardware: bool) -> Result<GpuContext> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pick_adapter(&instance, require_hardware).await?;

@@ -21,7 +21,9 @@ pub fn load_tensors(rel: &str) -> BTreeMap<String, RawTensor> {
 }
 
 pub fn load_params(rel: &str) -> Params {
-    Params::load(&golden_dir().join(rel)).expect("golden params")
+    let path = golden_dir().join(rel);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    Params::from_safetensors_bytes(&bytes, &path.display().to_string()).expect("golden params")
 }
 
 pub fn f32s<'a>(t: &'a BTreeMap<String, RawTensor>, key: &str) -> &'a [f32] {
@@ -81,17 +83,7 @@ pub fn max_abs_diff(got: &[f32], want: &[f32]) -> f32 {
 
 /// Golden inputs: images [6, 36, D], captions as id lists (with <start>/<end>).
 pub fn golden_inputs(module: &str) -> (Vec<f32>, usize, Vec<Vec<u32>>) {
-    let t = load_tensors(&format!("small_float32/{module}/inputs.safetensors"));
-    let images = f32s(&t, "images").to_vec();
-    let lengths = i64s(&t, "lengths");
-    let caps = i64s(&t, "captions");
-    let l_max = caps.len() / lengths.len();
-    let captions = lengths
-        .iter()
-        .enumerate()
-        .map(|(c, &l)| caps[c * l_max..c * l_max + l as usize].iter().map(|&x| x as u32).collect())
-        .collect();
-    (images, lengths.len(), captions)
+    golden_inputs_from(&load_tensors(&format!("small_float32/{module}/inputs.safetensors")))
 }
 
 /// Small seeded generator for test inputs (no external crate).
@@ -104,4 +96,107 @@ impl Lcg {
     pub fn vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.next_f32()).collect()
     }
+}
+
+/// Compares one backend's forward on the golden case (`small_float32`,
+/// eval or train mode) with the official outputs, tensor by tensor and
+/// caption by caption: within `TOL` = 2e-6, or 4× the official float32 error
+/// where that is larger (see [`assert_parity`]). `label` names the backend.
+#[allow(clippy::too_many_arguments)]
+pub fn compare_forward(
+    label: &str,
+    p: &sgraf::model::params::Params,
+    out: &BTreeMap<String, RawTensor>,
+    out64: &BTreeMap<String, RawTensor>,
+    mode: sgraf::model::params::Mode,
+    img: &sgraf::cpu::model::ImageEmb,
+    cap: &sgraf::cpu::model::CaptionEmb,
+    sims: &[f32],
+    tr: &sgraf::cpu::model::Trace,
+) {
+    const TOL: f32 = 2e-6;
+    let mut widened = Vec::new();
+    let mut total = 0usize;
+    let mut assert_close = |name: &str, got: &[f32], want: &[f32], tol: f32| {
+        let key = name.rsplit(' ').next().expect("name is '<module> <key>'");
+        let used = assert_parity(name, got, want, f32s(out64, key), tol);
+        if let Some(t) = used {
+            widened.push(format!("{key} ({t:.1e})"));
+        }
+        total += got.len();
+    };
+    let n = img.n;
+    let pre = if mode == sgraf::model::params::Mode::Eval { "eval" } else { "train" };
+    let (e, s) = (p.cfg.embed, p.cfg.sim_dim);
+    let module = label;
+    assert_close(&format!("{module} {pre}.img_emb"), &img.v, f32s(out, &format!("{pre}.img_emb")), TOL);
+    assert_close(&format!("{module} {pre}.img_glo"), &img.v_glo, f32s(out, &format!("{pre}.img_glo")), TOL);
+    // cap_emb [6, l_max, E] as the official encoder returns it, from the packed words
+    let want = f32s(out, &format!("{pre}.cap_emb"));
+    let l_max = want.len() / (n * e);
+    let mut cap_emb = vec![0.0; n * l_max * e];
+    for c in 0..n {
+        let w = cap.layout.words(c);
+        cap_emb[c * l_max * e..(c * l_max + w.len()) * e].copy_from_slice(&cap.t[w.start * e..w.end * e]);
+    }
+    assert_close(&format!("{module} {pre}.cap_emb"), &cap_emb, want, TOL);
+    let lay = &cap.layout;
+    let (nw, nn, nc) = (lay.n_words(), lay.n_nodes(), lay.n_cap());
+    for c in 0..nc {
+        let k = |x: &str| format!("{pre}.cap{c}.{x}");
+        let name = |x: &str| format!("{module} {}", k(x));
+        assert_close(&name("cap_glo"), &cap.t_glo[c * e..(c + 1) * e], f32s(out, &k("cap_glo")), TOL);
+        let per_img = |t: &[f32], rows: std::ops::Range<usize>, total: usize, width: usize| -> Vec<f32> {
+            (0..n).flat_map(|i| t[(i * total + rows.start) * width..(i * total + rows.end) * width].to_vec()).collect()
+        };
+        assert_close(&name("context_img"), &per_img(&tr.ctx, lay.words(c), nw, e), f32s(out, &k("context_img")), TOL);
+        assert_close(
+            &name("sim_loc_linear"),
+            &per_img(&tr.sim_loc_linear, lay.words(c), nw, s),
+            f32s(out, &k("sim_loc_linear")),
+            TOL,
+        );
+        assert_close(
+            &name("sim_glo_linear"),
+            &per_img(&tr.sim_glo_linear, c..c + 1, nc, s),
+            f32s(out, &k("sim_glo_linear")),
+            TOL,
+        );
+        assert_close(&name("sim_emb"), &per_img(&tr.nodes, lay.nodes(c), nn, s), f32s(out, &k("sim_emb")), TOL);
+        for (step, x) in tr.sgr_steps.iter().enumerate() {
+            assert_close(
+                &name(&format!("sgr_step{step}")),
+                &per_img(x, lay.nodes(c), nn, s),
+                f32s(out, &k(&format!("sgr_step{step}"))),
+                TOL,
+            );
+        }
+        if let Some(saf) = &tr.saf {
+            assert_close(
+                &name("saf_bn_out"),
+                &per_img(&saf.bn_out, lay.nodes(c), nn, 1),
+                f32s(out, &k("saf_bn_out")),
+                TOL,
+            );
+            assert_close(&name("sim_vec"), &per_img(&tr.sim_vec, c..c + 1, nc, s), f32s(out, &k("sim_vec")), TOL);
+        }
+        assert_close(&name("logit"), &per_img(&tr.logit, c..c + 1, nc, 1), f32s(out, &k("logit")), TOL);
+    }
+    assert_close(&format!("{module} {pre}.sims"), sims, f32s(out, &format!("{pre}.sims")), TOL);
+    println!("{module} {pre}: {total} values within 2e-6 of the official float32 outputs, except these, whose tolerance is 4× the official float32 error: {widened:?}");
+}
+
+/// Golden inputs from the bytes of an `inputs.safetensors` (all targets):
+/// images [6, 36, D], captions as id lists (with <start>/<end>).
+pub fn golden_inputs_from(t: &BTreeMap<String, RawTensor>) -> (Vec<f32>, usize, Vec<Vec<u32>>) {
+    let images = f32s(t, "images").to_vec();
+    let lengths = i64s(t, "lengths");
+    let caps = i64s(t, "captions");
+    let l_max = caps.len() / lengths.len();
+    let captions = lengths
+        .iter()
+        .enumerate()
+        .map(|(c, &l)| caps[c * l_max..c * l_max + l as usize].iter().map(|&x| x as u32).collect())
+        .collect();
+    (images, lengths.len(), captions)
 }
