@@ -233,7 +233,7 @@ impl Demo {
                 None => Vec::new(),
                 Some(g) => {
                     let e = model.params().cfg.embed;
-                    let (per_tile, _) = g.tile_sizes(n, &[MAX_QUERY_TOKENS]);
+                    let per_tile = images_per_query_tile(g, n);
                     (0..n)
                         .step_by(per_tile.max(1))
                         .map(|i0| Ok((i0, g.upload_images(&images.slice(i0..(i0 + per_tile).min(n), e))?)))
@@ -315,4 +315,18 @@ fn finish(models: Vec<ModelScores>, tokens: Vec<String>, known: Vec<bool>) -> Ra
     let ensemble: Vec<f32> = (0..n).map(|j| models.iter().map(|m| m.scores[j]).sum::<f32>() / k).collect();
     let order = ranking(&ensemble);
     Ranking { models, ensemble, order, tokens, known }
+}
+
+/// Images per GPU tile when scoring one query: as many as keep the largest
+/// per-tile tensor (`ctx [images, MAX_QUERY_TOKENS, E]`) within one storage
+/// binding and 64 MiB. One query is one caption, so fewer, larger tiles mean
+/// far fewer dispatches; on a software adapter (SwiftShader) the per-dispatch
+/// cost dominates.
+fn images_per_query_tile(g: &crate::gpu::model::GpuModel, n: usize) -> usize {
+    let cfg = &g.params().cfg;
+    let width = cfg.embed.max(cfg.sim_dim).max(N_REGIONS) as u64;
+    let limits = &g.context().limits;
+    let budget = (64u64 << 20).min(limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+    let per_image = 4 * (MAX_QUERY_TOKENS as u64 + 1) * width;
+    ((budget / per_image) as usize).clamp(1, n.max(1))
 }
