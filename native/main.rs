@@ -6,8 +6,8 @@ use std::time::Instant;
 mod demo;
 mod explain;
 mod plot;
-mod synth;
 mod rank;
+mod synth;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

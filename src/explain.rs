@@ -11,11 +11,11 @@
 //!
 //! Eval mode (BatchNorm running statistics, no dropout), CPU, traced forward.
 
-use crate::cpu::model::{encode_captions, encode_images, score_tile, Trace};
-use crate::data::{encode, Vocab};
+use crate::cpu::model::{encode_captions, encode_images, score_tile, ImageEmb};
+use crate::data::Vocab;
 use crate::error::{Result, SgrafError};
-use crate::eval::score::MAX_TOKENS;
-use crate::model::params::{Mode, Params, Reasoning, N_REGIONS};
+use crate::eval::score::encode_captions as encode_captions_checked;
+use crate::model::params::{Mode, Params, Reasoning, SgrStep, N_REGIONS};
 
 /// One pair explained. Every per-token vector is in token order, `<start>` and `<end>` included.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -29,12 +29,12 @@ pub struct Explanation {
 
 /// Explains `image [36, D_img]` against `caption` (raw text, tokenised as in training).
 pub fn explain(params: &Params, vocab: &Vocab, image: &[f32], caption: &str) -> Result<Explanation> {
-    let ids = encode(caption, vocab);
-    explain_ids(params, vocab, image, &ids)
+    let mut all = explain_many(params, vocab, image, &[caption.to_string()])?;
+    all.pop().ok_or_else(|| SgrafError::Input("no caption to explain".into()))
 }
 
-/// [`explain`] for an already tokenised caption (`ids` with `<start>`/`<end>`).
-pub fn explain_ids(params: &Params, vocab: &Vocab, image: &[f32], ids: &[u32]) -> Result<Explanation> {
+/// [`explain`] for several captions of one image, encoding the image once.
+pub fn explain_many(params: &Params, vocab: &Vocab, image: &[f32], captions: &[String]) -> Result<Vec<Explanation>> {
     let cfg = &params.cfg;
     if image.len() != N_REGIONS * cfg.img_dim {
         return Err(SgrafError::Input(format!(
@@ -44,43 +44,68 @@ pub fn explain_ids(params: &Params, vocab: &Vocab, image: &[f32], ids: &[u32]) -
             N_REGIONS * cfg.img_dim
         )));
     }
-    if ids.len() > MAX_TOKENS {
-        return Err(SgrafError::Input(format!("the caption has {} tokens; at most {MAX_TOKENS}", ids.len())));
-    }
-    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= cfg.vocab) {
-        return Err(SgrafError::Input(format!(
-            "token id {bad} is outside the model's {}-word embedding (vocabulary and checkpoint do not match)",
-            cfg.vocab
-        )));
+    if captions.is_empty() {
+        return Ok(Vec::new());
     }
     let (img, _) = encode_images(params, image, 1, Mode::Eval);
-    let cap = encode_captions(params, &[ids.to_vec()]);
-    let (sims, trace) = score_tile(params, &img, &cap, Mode::Eval, true);
-    let trace = trace.expect("score_tile traces when asked");
-    let l = ids.len();
-    let tokens = ids.iter().map(|&id| vocab.word(id).unwrap_or("<unk>").to_string()).collect();
-    let region_attention = trace.attn.chunks_exact(N_REGIONS).take(l).map(<[f32]>::to_vec).collect(); // [L][36]
-    let saf_weights = trace.saf.as_ref().map(|s| s.weights[1..1 + l].to_vec());
-    let sgr_global_edges = match &params.reasoning {
-        Reasoning::Sgr(steps) => Some(last_step_global_edges(steps, &trace, l)),
-        Reasoning::Saf(_) => None,
-    };
-    Ok(Explanation { tokens, score: sims[0], saf_weights, sgr_global_edges, region_attention })
+    explain_encoded(params, vocab, &img, captions)
 }
 
-/// Row 0 of the last SGR step's edge matrix `softmax(Q Kᵀ)`, without its
-/// self-edge: `[L]` weights of the word nodes (they sum to 1 − the self-edge).
-fn last_step_global_edges(steps: &[crate::model::params::SgrStep], trace: &Trace, l: usize) -> Vec<f32> {
-    let last = steps.len() - 1;
-    let x = if last == 0 { &trace.nodes } else { &trace.sgr_steps[last - 1] }; // [L+1, S] input of the last step
-    let p = &steps[last];
-    let (s, nn) = (p.query.n_out, l + 1);
-    let (mut q0, mut k) = (vec![0.0; s], vec![0.0; nn * s]); // [S], [L+1, S]
-    crate::cpu::linear::forward(&x[..s], &p.query.w, Some(&p.query.b), &mut q0, 1, s, s);
-    crate::cpu::linear::forward(&x[..nn * s], &p.key.w, Some(&p.key.b), &mut k, nn, s, s);
-    let mut a: Vec<f32> = k.chunks_exact(s).map(|kj| q0.iter().zip(kj).map(|(a, b)| a * b).sum()).collect(); // [L+1]
-    crate::cpu::softmax(&mut a);
-    a[1..].to_vec()
+/// [`explain_many`] on an image already encoded by the CPU encoder (`img.n == 1`).
+pub fn explain_encoded(
+    params: &Params,
+    vocab: &Vocab,
+    img: &ImageEmb,
+    captions: &[String],
+) -> Result<Vec<Explanation>> {
+    let ids = encode_captions_checked(captions, vocab)?; // MAX_TOKENS enforced
+    if let Some(&bad) = ids.iter().flatten().find(|&&id| id as usize >= params.cfg.vocab) {
+        return Err(SgrafError::Input(format!(
+            "token id {bad} is outside the model's {}-word embedding (vocabulary and checkpoint do not match)",
+            params.cfg.vocab
+        )));
+    }
+    let cap = encode_captions(params, &ids);
+    let (sims, trace) = score_tile(params, img, &cap, Mode::Eval, true);
+    let tr = trace.ok_or_else(|| SgrafError::Input("explain: the traced forward kept no trace".into()))?;
+    let lay = &cap.layout;
+    let mut out = Vec::with_capacity(captions.len());
+    for (c, caption) in captions.iter().enumerate() {
+        let (words, nodes) = (lay.words(c), lay.nodes(c));
+        // the words as written (unknown ones included), or the vocabulary's if tokenising disagrees
+        let mut tokens = vec!["<start>".to_string()];
+        tokens.extend(crate::data::tokenize(caption));
+        tokens.push("<end>".to_string());
+        if tokens.len() != ids[c].len() {
+            tokens = ids[c].iter().map(|&id| vocab.word(id).unwrap_or("<unk>").to_string()).collect();
+        }
+        let region_attention = words.clone().map(|w| tr.attn[w * N_REGIONS..(w + 1) * N_REGIONS].to_vec()).collect(); // [L][36]
+                                                                                                                      // node 0 of each caption is the global node; nodes 1..=L its tokens
+        let saf_weights = tr.saf.as_ref().map(|saf| saf.weights[nodes.start + 1..nodes.end].to_vec());
+        let sgr_global_edges = match &params.reasoning {
+            Reasoning::Sgr(steps) => steps.last().map(|last| {
+                let s = params.cfg.sim_dim;
+                // input of the last step: the initial nodes, or the previous step's output
+                let x = if steps.len() == 1 { &tr.nodes } else { &tr.sgr_steps[steps.len() - 2] };
+                global_edges(&x[nodes.start * s..nodes.end * s], last, s)
+            }),
+            Reasoning::Saf(_) => None,
+        };
+        out.push(Explanation { tokens, score: sims[c], saf_weights, sgr_global_edges, region_attention });
+    }
+    Ok(out)
+}
+
+/// Row 0 of `softmax(Q Kᵀ)` over one caption's nodes `x [m, S]`, without its
+/// self-edge: `[m − 1]` weights of the word nodes (they sum to 1 − the self-edge).
+fn global_edges(x: &[f32], step: &SgrStep, s: usize) -> Vec<f32> {
+    let m = x.len() / s;
+    let (mut q0, mut k) = (vec![0.0; s], vec![0.0; m * s]); // [S], [m, S]
+    crate::cpu::linear::forward(&x[..s], &step.query.w, Some(&step.query.b), &mut q0, 1, s, s);
+    crate::cpu::linear::forward(x, &step.key.w, Some(&step.key.b), &mut k, m, s, s);
+    let mut row: Vec<f32> = k.chunks_exact(s).map(|kj| q0.iter().zip(kj).map(|(a, b)| a * b).sum()).collect(); // [m]
+    crate::cpu::softmax(&mut row);
+    row.split_off(1)
 }
 
 #[cfg(test)]
@@ -115,7 +140,7 @@ mod tests {
             assert_eq!(e.tokens, ["<start>", "a", "brown", "dog", "of", "the", "<end>"]);
             // the same score as the untraced scorer
             let (img, _) = encode_images(&p, &image, 1, Mode::Eval);
-            let cap = encode_captions(&p, &[encode("a brown dog of the", &v)]);
+            let cap = encode_captions(&p, &[crate::data::encode("a brown dog of the", &v)]);
             let want = score_tile(&p, &img, &cap, Mode::Eval, false).0[0];
             assert!((e.score - want).abs() < 1e-6, "score {} vs scorer {want}", e.score);
             assert_eq!(e.region_attention.len(), 7);

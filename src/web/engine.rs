@@ -24,7 +24,7 @@ use crate::gpu::model::{GpuCaptionEmb, GpuImageEmb};
 use crate::gpu::tensor::read_f32_many;
 use crate::model::params::{Mode, Params, N_REGIONS};
 
-use super::explain::{explain_encoded, Explanation};
+use crate::explain::{explain_encoded, Explanation};
 
 /// Called with (what, done, total) between chunks of work; the returned
 /// future lets the browser paint before the next chunk.

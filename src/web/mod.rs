@@ -2,11 +2,10 @@
 //! and loaders as the `sgraf` binary, on WebGPU or on the CPU backend
 //! compiled to wasm) and, on wasm, its JavaScript interface.
 //!
-//! [`engine`] and [`explain`] build on every target (the native tests drive
-//! them); [`bindings`] exists only on `wasm32`.
+//! [`engine`] builds on every target (the native tests drive it; its
+//! per-word explanations are [`crate::explain`]); [`bindings`] exists only on `wasm32`.
 
 pub mod engine;
-pub mod explain;
 
 #[cfg(target_arch = "wasm32")]
 pub mod bindings;
