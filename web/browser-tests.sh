@@ -4,8 +4,9 @@
 #   1. wasm-bindgen tests: the forward through browser WebGPU (headless
 #      Chromium, SwiftShader) against ../shared/golden (tests/wasm_golden.rs);
 #   2. `trunk build --release`, then the end-to-end test of the page
-#      (web/e2e/e2e.test.mjs) on the demo assets in $SGRAF_ASSETS (default: a
-#      fixture made from ../shared/golden) against `sgraf rank`.
+#      (web/e2e/e2e.test.mjs) on the assets in $SGRAF_ASSETS (default: the shipped demo in web/assets;
+#      target/web-fixture: a fixture made from ../shared/golden) against
+#      `sgraf rank`.
 # Fails loudly when a tool is missing; never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,7 @@ ls -l dist/*.wasm
 
 echo "== end-to-end test of the page (WebGPU and the CPU fallback vs sgraf rank)"
 [ -x target/release/sgraf ] || cargo build --release --bin sgraf
-export SGRAF_ASSETS=${SGRAF_ASSETS:-target/web-fixture}
+export SGRAF_ASSETS=${SGRAF_ASSETS:-web/assets}
 if [ "$SGRAF_ASSETS" = target/web-fixture ]; then
   node web/e2e/make-fixture.mjs target/web-fixture
 fi
