@@ -28,6 +28,23 @@ fn block_sum(li: u32, v: f32) -> f32 {
     return total;
 }
 
+// Normalises row `row` in place (all 256 threads of the workgroup); returns
+// its norm ν = sqrt(Σ x²) without the eps.
+fn normalize_row(li: u32, row: u32) -> f32 {
+    let base = p.off + row * p.ld;
+    var ss = 0.0;
+    for (var j = li; j < p.n; j += 256u) {
+        let v = x[base + j];
+        ss += v * v;
+    }
+    let nu = sqrt(block_sum(li, ss));
+    let norm = nu + 1e-8;
+    for (var j = li; j < p.n; j += 256u) {
+        x[base + j] = x[base + j] / norm;
+    }
+    return nu;
+}
+
 @compute @workgroup_size(256)
 fn l2norm_forward(
     @builtin(local_invocation_index) li: u32,
@@ -38,16 +55,7 @@ fn l2norm_forward(
     if (row >= p.rows) {
         return;
     }
-    let base = p.off + row * p.ld;
-    var ss = 0.0;
-    for (var j = li; j < p.n; j += 256u) {
-        let v = x[base + j];
-        ss += v * v;
-    }
-    let norm = sqrt(block_sum(li, ss)) + 1e-8;
-    for (var j = li; j < p.n; j += 256u) {
-        x[base + j] = x[base + j] / norm;
-    }
+    normalize_row(li, row);
 }
 
 // ---------------------------------------------------------------------------
@@ -66,17 +74,7 @@ fn l2norm_forward_keep_norms(
     if (row >= p.rows) {
         return;
     }
-    let base = p.off + row * p.ld;
-    var ss = 0.0;
-    for (var j = li; j < p.n; j += 256u) {
-        let v = x[base + j];
-        ss += v * v;
-    }
-    let nu = sqrt(block_sum(li, ss));
-    let norm = nu + 1e-8;
-    for (var j = li; j < p.n; j += 256u) {
-        x[base + j] = x[base + j] / norm;
-    }
+    let nu = normalize_row(li, row);
     if (li == 0u) {
         norms_out[row] = nu;
     }
