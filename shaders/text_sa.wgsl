@@ -3,11 +3,10 @@
 //
 //   text_sa_forward_mean  t̄[c] = mean of caption c's packed word rows; one thread per (c, e)
 //   text_sa_forward       one workgroup per caption: scores_j = (l_j ⊙ g_c)·w_c + b_c,
-//                         w = softmax over the caption's words,
-//                         t_glo = l2norm(Σ_j w_j t_j)
+//                         w = softmax over the caption's words
+//   text_sa_forward_pool  u[c] = Σ_j w_j t_j; t_glo = l2norm(u) follows (l2norm.wgsl, keeping norms)
 //
 // Training:
-//   text_sa_forward_pool       u[c] = Σ_j w_j t_j (not normalised; the l2norm keeping norms follows)
 //   text_sa_backward_scores    one workgroup per caption: dw_j = t_j·du_c, dt_j += w_j du_c,
 //                              dscore = softmax backward (w ⊙ (dw − Σ w dw))
 //   text_sa_backward_branches  one thread per (caption, e): dl_j = ds_j g_c w_c,
@@ -89,14 +88,12 @@ fn text_sa_forward_mean(
 }
 
 // text_sa_forward
-@group(0) @binding(1) var<storage, read> t: array<f32>;             // [n_words, E] word vectors
-@group(0) @binding(2) var<storage, read> l: array<f32>;             // [n_words, E] tanh(local(t))
-@group(0) @binding(3) var<storage, read> g: array<f32>;             // [n_cap, E] tanh(global(t̄))
-@group(0) @binding(4) var<storage, read> w_c: array<f32>;           // [E] embedding_common weight
-@group(0) @binding(5) var<storage, read> b_c: array<f32>;           // [1]
-@group(0) @binding(6) var<storage, read> word_off: array<u32>;      // [n_cap + 1]
-@group(0) @binding(7) var<storage, read_write> t_glo: array<f32>;   // [n_cap, E]
-@group(0) @binding(8) var<storage, read_write> weights: array<f32>; // [n_words] softmax weights
+@group(0) @binding(1) var<storage, read> l: array<f32>;             // [n_words, E] tanh(local(t))
+@group(0) @binding(2) var<storage, read> g: array<f32>;             // [n_cap, E] tanh(global(t̄))
+@group(0) @binding(3) var<storage, read> w_c: array<f32>;           // [E] embedding_common weight
+@group(0) @binding(4) var<storage, read> b_c: array<f32>;           // [1]
+@group(0) @binding(5) var<storage, read> word_off: array<u32>;      // [n_cap + 1]
+@group(0) @binding(6) var<storage, read_write> weights: array<f32>; // [n_words] softmax weights
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> wg_range: vec2<u32>;
@@ -167,20 +164,6 @@ fn text_sa_forward(
     let total = block_sum(li, part);
     for (var w = w0 + li; w < w1; w += 256u) {
         weights[w] = exp_acc(weights[w] - mx) / total;
-    }
-    storageBarrier();
-    var ss = 0.0;
-    for (var k = li; k < p.e; k += 256u) {
-        var o = 0.0;
-        for (var w = w0; w < w1; w++) {
-            o += weights[w] * t[w * p.e + k];
-        }
-        t_glo[c * p.e + k] = o;
-        ss += o * o;
-    }
-    let norm = sqrt(block_sum(li, ss)) + 1e-8;
-    for (var k = li; k < p.e; k += 256u) {
-        t_glo[c * p.e + k] = t_glo[c * p.e + k] / norm;
     }
 }
 

@@ -95,37 +95,19 @@ pub fn forward_train(
     linear::forward_act(ctx, encoder, &mean, &p.global.w, Some(&p.global.b), &g_th, Activation::Tanh)?;
     let g = copy(encoder, &g_th)?;
     dropout::apply(ctx, encoder, &g, global_mask)?;
-    // scores and softmax weights (its normalised output is recomputed below)
+    // scores and softmax weights over each caption's words
     let t_glo = scratch(ctx, &[nc, e])?;
     let w = scratch(ctx, &[nw])?;
     let k = ctx.kernel(
         &SHADER,
         "text_sa_forward",
-        &[
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::Read,
-            Access::ReadWrite,
-            Access::ReadWrite,
-        ],
+        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     );
     ctx.dispatch(
         encoder,
         &k,
         &params,
-        &[
-            &t.buffer,
-            &l.buffer,
-            &g.buffer,
-            &p.common.w.buffer,
-            &p.common.b.buffer,
-            &lay.word_off.buffer,
-            &t_glo.buffer,
-            &w.buffer,
-        ],
+        &[&l.buffer, &g.buffer, &p.common.w.buffer, &p.common.b.buffer, &lay.word_off.buffer, &w.buffer],
         ctx.grid_1d(nc as u64),
     );
     // t_glo = l2norm(Σ_j w_j t_j), keeping the norms                [n_cap, E]
