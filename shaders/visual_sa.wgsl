@@ -3,10 +3,10 @@
 //
 //   visual_sa_forward_mean  v̄[i] = mean over the 36 regions of v[i]; one thread per (i, e)
 //   visual_sa_forward       one workgroup per image: scores_r = (l_r ⊙ g)·w_c + b_c,
-//                           w = softmax over regions, v_glo = l2norm(Σ_r w_r v_r)
+//                           w = softmax over regions
+//   visual_sa_forward_pool  u[i] = Σ_r w_r v_r; v_glo = l2norm(u) follows (l2norm.wgsl, keeping norms)
 //
 // Training:
-//   visual_sa_forward_pool       u[i] = Σ_r w_r v_r (not normalised; the l2norm keeping norms follows)
 //   visual_sa_backward_scores    one workgroup per image: dw_r = v_r·du_i, dv_r += w_r du_i,
 //                                dscore = softmax backward (w ⊙ (dw − Σ w dw))
 //   visual_sa_backward_branches  one thread per (image, e): dl_r = ds_r g_i w_c,
@@ -85,13 +85,11 @@ fn visual_sa_forward_mean(
 }
 
 // visual_sa_forward
-@group(0) @binding(1) var<storage, read> v: array<f32>;             // [n, r, E] regions
-@group(0) @binding(2) var<storage, read> l: array<f32>;             // [n, r, E] tanh(BN(local(v)))
-@group(0) @binding(3) var<storage, read> g: array<f32>;             // [n, E] tanh(BN(global(v̄)))
-@group(0) @binding(4) var<storage, read> w_c: array<f32>;           // [E] embedding_common weight
-@group(0) @binding(5) var<storage, read> b_c: array<f32>;           // [1]
-@group(0) @binding(6) var<storage, read_write> v_glo: array<f32>;   // [n, E]
-@group(0) @binding(7) var<storage, read_write> weights: array<f32>; // [n, r] softmax weights
+@group(0) @binding(1) var<storage, read> l: array<f32>;             // [n, r, E] tanh(BN(local(v)))
+@group(0) @binding(2) var<storage, read> g: array<f32>;             // [n, E] tanh(BN(global(v̄)))
+@group(0) @binding(3) var<storage, read> w_c: array<f32>;           // [E] embedding_common weight
+@group(0) @binding(4) var<storage, read> b_c: array<f32>;           // [1]
+@group(0) @binding(5) var<storage, read_write> weights: array<f32>; // [n, r] softmax weights
 
 var<workgroup> red: array<f32, 256>;
 var<workgroup> wr: array<f32, 256>;      // region weights (r ≤ 256)
@@ -141,23 +139,7 @@ fn visual_sa_forward(
     }
     workgroupBarrier();
     if (li < p.r) {
-        let w = exp_acc(wr[li] - mx) / total;
-        wr[li] = w;
-        weights[i * p.r + li] = w;
-    }
-    workgroupBarrier();
-    var ss = 0.0;
-    for (var k = li; k < p.e; k += 256u) {
-        var o = 0.0;
-        for (var reg = 0u; reg < p.r; reg++) {
-            o += wr[reg] * v[(i * p.r + reg) * p.e + k];
-        }
-        v_glo[i * p.e + k] = o;
-        ss += o * o;
-    }
-    let norm = sqrt(block_sum(li, ss)) + 1e-8;
-    for (var k = li; k < p.e; k += 256u) {
-        v_glo[i * p.e + k] = v_glo[i * p.e + k] / norm;
+        weights[i * p.r + li] = exp_acc(wr[li] - mx) / total;
     }
 }
 

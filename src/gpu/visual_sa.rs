@@ -137,19 +137,19 @@ pub fn forward_train(
     let global_stats = batchnorm::forward(ctx, encoder, &g_th, &p.global_bn, mode, n, e, 1, BnAct::Tanh)?;
     let g = copy_of(ctx, encoder, &g_th)?;
     dropout::apply(ctx, encoder, &g, global_mask)?;
-    // scores and softmax weights (the normalised output is recomputed below)
+    // scores and softmax weights over each image's regions
     let out = scratch(ctx, &[n, e])?;
     let w = scratch(ctx, &[n, r])?;
     let k = ctx.kernel(
         &SHADER,
         "visual_sa_forward",
-        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+        &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite],
     );
     ctx.dispatch(
         encoder,
         &k,
         &params,
-        &[&v.buffer, &l.buffer, &g.buffer, &p.common.w.buffer, &p.common.b.buffer, &out.buffer, &w.buffer],
+        &[&l.buffer, &g.buffer, &p.common.w.buffer, &p.common.b.buffer, &w.buffer],
         ctx.grid_1d(n as u64),
     );
     // v_glo = l2norm(Σ_r w_r v_r), keeping the norms                [n, E]
